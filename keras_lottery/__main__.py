@@ -1,0 +1,3 @@
+from keras_lottery.cli import main
+
+main()

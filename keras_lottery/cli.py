@@ -1,0 +1,82 @@
+"""Command line: ``keras-lottery run``, ``keras-lottery export``."""
+
+import sys
+import time
+
+import click
+
+
+
+def _usage_errors():
+    from keras_lottery.data import DataError
+    from keras_lottery.export import ExportError
+    from keras_lottery.lottery import RunDirError
+    from keras_lottery.recipe import RecipeError
+
+    return RecipeError, DataError, RunDirError, ExportError
+
+
+def _fail(err, code=2):
+    click.echo(f"error: {err}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(package_name="keras-lottery")
+def main():
+    """Find, verify and export lottery tickets (Frankle & Carbin, ICLR 2019)."""
+
+
+@main.command()
+@click.argument("recipe_path", metavar="RECIPE")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<name>-<hash>).")
+@click.option("--data", "data_path", type=click.Path(), help="Local .npz (x_train, y_train, x_test, y_test) to use.")
+@click.option("--rounds", type=int, help="Training rounds including the dense round 0.")
+@click.option("--trials", type=int, help="Independent trials (different θ0).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=JSON", help="Override a recipe field; repeatable.")
+def run(recipe_path, out, data_path, rounds, trials, overrides):
+    """Run the experiment in RECIPE (a JSON file, e.g. recipes/quickstart_digits.json)."""
+    from keras_lottery import recipe as recipes
+
+    try:
+        recipe = recipes.load(recipe_path, overrides, data_path, rounds, trials)
+    except recipes.RecipeError as err:
+        _fail(err)
+    from keras_lottery import lottery, results
+    from keras_lottery.training import DivergedError
+
+    start = time.perf_counter()
+    try:
+        run_dir, rows = lottery.run(recipe, out)
+    except _usage_errors() as err:
+        _fail(err)
+    except DivergedError as err:
+        _fail(f"training diverged: {err}", code=1)
+    click.echo("")
+    click.echo(results.table(rows, recipe.variants))
+    click.echo(f"\n{len(rows)} results in {run_dir}/results.csv ({time.perf_counter() - start:.0f}s)")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--round", "round_index", type=int, required=True, help="Round to export (0 is dense).")
+@click.option("--trial", type=int, default=0, show_default=True)
+@click.option("--variant", type=click.Choice(["ticket", "random_reinit", "random_prune"]), default="ticket", show_default=True)
+@click.option("--weights", type=click.Choice(["trained", "init"]), default="trained", show_default=True,
+              help="trained: after the round; init: the ticket itself, m ⊙ θk.")
+@click.option("--out", type=click.Path(), required=True, help="Folder for the SavedModel.")
+def export(run_dir, round_index, trial, variant, weights, out):
+    """Write one trial/round/variant of RUN_DIR as a SavedModel (no pruning wrappers)."""
+    from keras_lottery import export as exporting
+
+    try:
+        exporting.export(run_dir, round_index, out, trial, variant, weights)
+    except _usage_errors() as err:
+        _fail(err)
+    except FileNotFoundError as err:
+        _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
+    click.echo(f"saved model in {out} (load it with tf.saved_model.load)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""Recipes: one JSON file states one experiment completely.
+
+A recipe is parsed into frozen dataclasses. Parsing is strict: an unknown key, a wrong
+type or an impossible value raises :class:`RecipeError` with a one-line message that
+names the key and what is allowed, before anything is trained or written.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+VARIANTS = ("ticket", "random_reinit", "random_prune")
+CONTROLS = VARIANTS[1:]
+LAYER_KINDS = ("conv", "dense", "output", "shortcut")
+DATASETS = ("mnist", "cifar10", "digits", "npz")
+OPTIMIZERS = ("adam", "sgd")
+INITIALIZERS = (
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "random_normal",
+)
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run; the message names the key and the fix."""
+
+
+def _require(ok: bool, key: str, allowed: str, value: Any):
+    if not ok:
+        raise RecipeError(f"recipe key '{key}': must be {allowed}, got {json.dumps(value)}")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = "mnist"
+    path: Optional[str] = None
+    validation_size: int = 5000
+    data_dir: Optional[str] = None
+    augment: bool = False
+
+    def check(self, key):
+        _require(self.name in DATASETS, f"{key}.name", f"one of {', '.join(DATASETS)}", self.name)
+        _require(self.validation_size >= 1, f"{key}.validation_size", "an integer >= 1", self.validation_size)
+        if self.name == "npz":
+            _require(self.path is not None, f"{key}.path", "a file path when name is 'npz'", self.path)
+        if self.path is not None and not Path(self.path).is_file():
+            raise RecipeError(
+                f"data file not found: {self.path} (key '{key}.path'); pass --data PATH to a "
+                "local .npz with x_train, y_train, x_test, y_test"
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "lenet_300_100"
+    initializer: str = "glorot_normal"
+    dropout: float = 0.0
+    hidden: Optional[tuple] = None
+
+    def check(self, key):
+        from keras_lottery.models import MODELS
+
+        _require(self.name in MODELS, f"{key}.name", f"one of {', '.join(sorted(MODELS))}", self.name)
+        _require(self.initializer in INITIALIZERS, f"{key}.initializer", f"one of {', '.join(INITIALIZERS)}", self.initializer)
+        _require(0.0 <= self.dropout < 1.0, f"{key}.dropout", "a number in [0, 1)", self.dropout)
+        if self.hidden is not None:
+            _require(
+                len(self.hidden) > 0 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
+                f"{key}.hidden", "a non-empty list of integers >= 1", list(self.hidden),
+            )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    optimizer: str = "adam"
+    learning_rate: float = 0.0012
+    momentum: float = 0.0
+    batch_size: int = 60
+    iterations: int = 50000
+    eval_every: int = 100
+    eval_batch_size: int = 1000
+    weight_decay: float = 0.0
+    warmup_iterations: int = 0
+    lr_drops: tuple = ()
+    lr_drop_factor: float = 0.1
+
+    def check(self, key):
+        _require(self.optimizer in OPTIMIZERS, f"{key}.optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
+        _require(self.learning_rate > 0, f"{key}.learning_rate", "a number > 0", self.learning_rate)
+        _require(0 <= self.momentum < 1, f"{key}.momentum", "a number in [0, 1)", self.momentum)
+        for name in ("batch_size", "iterations", "eval_every", "eval_batch_size"):
+            value = getattr(self, name)
+            _require(value >= 1, f"{key}.{name}", "an integer >= 1", value)
+        _require(self.weight_decay >= 0, f"{key}.weight_decay", "a number >= 0", self.weight_decay)
+        _require(self.warmup_iterations >= 0, f"{key}.warmup_iterations", "an integer >= 0", self.warmup_iterations)
+        _require(
+            all(isinstance(i, int) and 0 < i < self.iterations for i in self.lr_drops)
+            and list(self.lr_drops) == sorted(set(self.lr_drops)),
+            f"{key}.lr_drops", "increasing iterations between 0 and training.iterations", list(self.lr_drops),
+        )
+        _require(0 < self.lr_drop_factor <= 1, f"{key}.lr_drop_factor", "a number in (0, 1]", self.lr_drop_factor)
+        if self.iterations % self.eval_every:
+            raise RecipeError(
+                f"recipe key '{key}.eval_every': must divide training.iterations "
+                f"({self.iterations}), got {self.eval_every}"
+            )
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    method: str = "iterative"
+    scope: str = "layerwise"
+    rates: dict = field(default_factory=lambda: {"dense": 0.2, "output": 0.1})
+    rounds: int = 19
+
+    def check(self, key):
+        _require(self.method in ("iterative", "oneshot"), f"{key}.method", "'iterative' or 'oneshot'", self.method)
+        _require(self.scope in ("layerwise", "global"), f"{key}.scope", "'layerwise' or 'global'", self.scope)
+        _require(len(self.rates) > 0, f"{key}.rates", f"a non-empty map from layer kind ({', '.join(LAYER_KINDS)}) to rate", self.rates)
+        for kind, rate in self.rates.items():
+            _require(kind in LAYER_KINDS, f"{key}.rates", f"keyed by layer kinds {', '.join(LAYER_KINDS)}", kind)
+            _require(
+                isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < 1,
+                f"{key}.rates.{kind}", "a fraction in (0, 1)", rate,
+            )
+        if self.scope == "global" and len(set(self.rates.values())) > 1:
+            raise RecipeError(
+                f"recipe key '{key}.rates': global pruning ranks all listed layers together, so "
+                f"every rate must be the same, got {json.dumps(self.rates)}; use scope 'layerwise'"
+            )
+        _require(self.rounds >= 1, f"{key}.rounds", "an integer >= 1 (round 0 is the dense network)", self.rounds)
+
+
+@dataclass(frozen=True)
+class RewindConfig:
+    iteration: int = 0
+
+    def check(self, key):
+        _require(self.iteration >= 0, f"{key}.iteration", "an integer >= 0", self.iteration)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "experiment"
+    description: str = ""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    rewind: RewindConfig = field(default_factory=RewindConfig)
+    controls: tuple = CONTROLS
+    trials: int = 1
+    seed: int = 0
+
+    def check(self):
+        _require(
+            bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
+            "name", "a non-empty name of letters, digits, '-', '_' or '.'", self.name,
+        )
+        for section in ("dataset", "model", "training", "pruning", "rewind"):
+            getattr(self, section).check(section)
+        for control in self.controls:
+            _require(control in CONTROLS, "controls", f"a list of {', '.join(CONTROLS)}", control)
+        _require(len(set(self.controls)) == len(self.controls), "controls", "a list without repeats", list(self.controls))
+        _require(self.trials >= 1, "trials", "an integer >= 1", self.trials)
+        _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _require(
+            self.rewind.iteration < self.training.iterations, "rewind.iteration",
+            f"an iteration before the end of training ({self.training.iterations})", self.rewind.iteration,
+        )
+
+    @property
+    def variants(self):
+        return ("ticket",) + tuple(self.controls)
+
+    def to_dict(self):
+        return _to_jsonable(dataclasses.asdict(self))
+
+    def identity(self):
+        """The part of the recipe that determines results already computed.
+
+        Rounds, trials and controls only add work: a rerun with more of them continues
+        in the same run directory.
+        """
+        data = self.to_dict()
+        for key in ("name", "description", "controls", "trials"):
+            data.pop(key)
+        data["pruning"].pop("rounds")
+        data["dataset"].pop("data_dir")
+        if data["dataset"]["path"]:
+            data["dataset"]["path"] = os.path.basename(data["dataset"]["path"])
+        return data
+
+    def short_hash(self):
+        text = json.dumps(self.identity(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _to_jsonable(value):
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def _type_name(tp):
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             dict: "an object", tuple: "a list"}
+    return names.get(tp, str(tp))
+
+
+def _coerce(value, tp, key):
+    """Check ``value`` against the annotation ``tp``; return the value to store."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise RecipeError(f"recipe key '{key}': must be an object, got {json.dumps(value)}")
+        return _build(tp, value, key)
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+        dict: lambda v: isinstance(v, dict),
+        tuple: lambda v: isinstance(v, list),
+    }[tp](value)
+    if not ok:
+        raise RecipeError(f"recipe key '{key}': must be {_type_name(tp)}, got {json.dumps(value)}")
+    if tp is float:
+        return float(value)
+    if tp is tuple:
+        return tuple(value)
+    return value
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key not in hints:
+            raise RecipeError(f"unknown recipe key '{path}': allowed keys are {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def parse(data: dict) -> Recipe:
+    """Build and check a recipe from a JSON object."""
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe must be a JSON object at the top level")
+    recipe = _build(Recipe, data)
+    recipe.check()
+    return recipe
+
+
+def read(path) -> dict:
+    """Read a recipe file as a JSON object (not yet checked)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}; pass a path such as recipes/quickstart_digits.json")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RecipeError(f"recipe file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe file {path} must hold a JSON object")
+    return data
+
+
+def set_value(data: dict, assignment: str) -> dict:
+    """Apply one ``key.path=JSON_VALUE`` override to a raw recipe object."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment!r}: expected key.path=JSON_VALUE, e.g. training.iterations=2000")
+    path, _, text = assignment.partition("=")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text  # a bare word such as mnist is taken as a string
+    keys = path.strip().split(".")
+    node = data
+    cls = Recipe
+    for depth, key in enumerate(keys):
+        hints = typing.get_type_hints(cls) if cls else {}
+        if cls is not None and key not in hints:
+            where = ".".join(keys[: depth + 1])
+            raise RecipeError(f"--set: unknown recipe key '{where}': allowed keys are {', '.join(hints)}")
+        if depth == len(keys) - 1:
+            node[key] = value
+            break
+        tp = hints.get(key) if cls else None
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set: recipe key '{'.'.join(keys[:depth + 1])}' is not an object")
+        cls = tp if tp is not None and dataclasses.is_dataclass(tp) else None
+    return data
+
+
+def load(path, overrides=(), data_path=None, rounds=None, trials=None) -> Recipe:
+    """Read, override and check a recipe the way ``keras-lottery run`` does."""
+    data = read(path)
+    for assignment in overrides:
+        set_value(data, assignment)
+    if data_path is not None:
+        dataset = data.setdefault("dataset", {})
+        if not isinstance(dataset, dict):
+            raise RecipeError("recipe key 'dataset': must be an object")
+        dataset["path"] = str(data_path)
+    if rounds is not None:
+        data.setdefault("pruning", {})["rounds"] = rounds
+    if trials is not None:
+        data["trials"] = trials
+    return parse(data)

@@ -1,0 +1,90 @@
+"""Run directories and atomic files.
+
+Every file is written to a temporary name in the same folder and renamed into place,
+so a reader sees either the old file or the complete new one. A variant's
+``summary.json`` is written last: its presence marks the variant as finished.
+
+Layout::
+
+    runs/<name>-<hash>/
+        recipe.json                      resolved recipe
+        results.csv, results.json        one row per trial x round x variant
+        trial_<t>/init.npz               θ0
+        trial_<t>/rewind.npz             θk (weights rounds rewind to)
+        trial_<t>/round_<rr>/<variant>/  mask.npz, final.npz, curve.csv, summary.json
+        tensorboard/                     event files
+"""
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_write_bytes(path, data: bytes):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text: str):
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path, rows, columns):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def save_arrays(path, arrays: dict):
+    """Save ``{name: array}`` as an npz (names may contain '/')."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_arrays(path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def trial_dir(run_dir, trial):
+    return Path(run_dir) / f"trial_{trial}"
+
+
+def variant_dir(run_dir, trial, round_index, variant):
+    return trial_dir(run_dir, trial) / f"round_{round_index:02d}" / variant
+
+
+def is_finished(run_dir, trial, round_index, variant):
+    return (variant_dir(run_dir, trial, round_index, variant) / "summary.json").is_file()

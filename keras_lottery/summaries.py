@@ -1,0 +1,71 @@
+"""TensorBoard event files: training curves, per-layer sparsity, results across rounds.
+
+Layout under ``<run>/tensorboard/``:
+- ``trial_<t>/round_<rr>/<variant>``: ``loss/*`` and ``accuracy/*`` by iteration;
+- ``trial_<t>/sparsity``: ``sparsity/<layer>`` and ``weights_remaining`` by round;
+- ``rounds/<variant>``: ``rounds/*`` by round, and ``by_remaining/*`` whose step is
+  the percent of weights remaining times 10 (so 1000 is the dense network).
+"""
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from keras_lottery.backend import tf
+
+
+def _writer(path):
+    return tf.summary.create_file_writer(str(path))
+
+
+def write_curve(run_dir, trial, round_index, variant, curve):
+    path = Path(run_dir) / "tensorboard" / f"trial_{trial}" / f"round_{round_index:02d}" / variant
+    writer = _writer(path)
+    with writer.as_default():
+        for row in curve:
+            step = row["iteration"]
+            tf.summary.scalar("loss/train", row["train_loss"], step=step)
+            tf.summary.scalar("loss/validation", row["val_loss"], step=step)
+            tf.summary.scalar("loss/test", row["test_loss"], step=step)
+            tf.summary.scalar("accuracy/train", row["train_accuracy"], step=step)
+            tf.summary.scalar("accuracy/validation", row["val_accuracy"], step=step)
+            tf.summary.scalar("accuracy/test", row["test_accuracy"], step=step)
+    writer.close()
+
+
+def write_sparsity(run_dir, trial, round_index, sparsity, weights_remaining):
+    writer = _writer(Path(run_dir) / "tensorboard" / f"trial_{trial}" / "sparsity")
+    with writer.as_default():
+        for layer, value in sparsity.items():
+            tf.summary.scalar(f"sparsity/{layer}", value, step=round_index)
+        tf.summary.scalar("weights_remaining", weights_remaining, step=round_index)
+    writer.close()
+
+
+def write_rounds(run_dir, rows):
+    """Rewrite the across-round scalars from the results rows (means over trials)."""
+    root = Path(run_dir) / "tensorboard" / "rounds"
+    shutil.rmtree(root, ignore_errors=True)
+    groups = defaultdict(list)
+    for row in rows:
+        groups[(row["variant"], row["round"])].append(row)
+    for variant in sorted({variant for variant, _ in groups}):
+        writer = _writer(root / variant)
+        with writer.as_default():
+            for (name, round_index), found in sorted(groups.items()):
+                if name != variant:
+                    continue
+                remaining = float(np.mean([r["weights_remaining"] for r in found]))
+                values = {
+                    "weights_remaining": remaining,
+                    "early_stop_iteration": float(np.mean([r["early_stop_iteration"] for r in found])),
+                    "early_stop_test_accuracy": float(np.mean([r["early_stop_test_accuracy"] for r in found])),
+                    "final_test_accuracy": float(np.mean([r["final_test_accuracy"] for r in found])),
+                }
+                for tag, value in values.items():
+                    tf.summary.scalar(f"rounds/{tag}", value, step=round_index)
+                    if tag != "weights_remaining":
+                        tf.summary.scalar(f"by_remaining/{tag}", value, step=int(round(remaining * 10)))
+        writer.close()

@@ -1,0 +1,131 @@
+"""Masked training of one round: optimizer, learning-rate schedule, evaluation cadence.
+
+A round trains for ``training.iterations`` optimizer steps (from ``start_iteration``
+when rewinding late), evaluating validation and test sets every ``eval_every`` steps.
+The curve holds one row per evaluation; the early-stopping iteration is the row with
+the lowest validation loss.
+"""
+
+import math
+import time
+
+from keras_lottery.backend import keras, tf, tfmot
+
+
+class DivergedError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 over ``warmup`` steps, then ×``factor`` at each of ``drops``."""
+
+    def __init__(self, base, warmup=0, drops=(), factor=0.1):
+        self.base, self.warmup, self.drops, self.factor = float(base), int(warmup), tuple(drops), float(factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        rate = tf.constant(self.base, tf.float32)
+        for drop in self.drops:
+            rate = tf.where(step >= drop, rate * self.factor, rate)
+        if self.warmup:
+            rate = rate * tf.minimum(1.0, step / self.warmup)
+        return rate
+
+    def get_config(self):
+        return {"base": self.base, "warmup": self.warmup, "drops": self.drops, "factor": self.factor}
+
+
+def learning_rate(config):
+    if not config.warmup_iterations and not config.lr_drops:
+        return config.learning_rate
+    return LearningRate(config.learning_rate, config.warmup_iterations, config.lr_drops, config.lr_drop_factor)
+
+
+def make_optimizer(config):
+    rate = learning_rate(config)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    return keras.optimizers.SGD(rate, momentum=config.momentum)
+
+
+def compile_model(model, config):
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def reset_optimizer(model, start_iteration=0):
+    """Fresh optimizer state for a new round (slots zeroed), with the step at ``start_iteration``."""
+    optimizer = model.optimizer
+    for variable in optimizer.variables:
+        variable.assign(tf.zeros_like(variable))
+    optimizer.iterations.assign(start_iteration)
+
+
+class Evaluate(keras.callbacks.Callback):
+    """Every ``eval_every`` steps: record train loss, validation and test metrics."""
+
+    def __init__(self, test_data, eval_every, start_iteration, progress=None):
+        super().__init__()
+        self.test_data = test_data
+        self.eval_every = eval_every
+        self.start_iteration = start_iteration
+        self.progress = progress
+        self.curve = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
+            self.model.stop_training = True
+            raise DivergedError(
+                f"loss became {logs.get('loss')} at iteration {(epoch + 1) * self.eval_every}; "
+                "lower training.learning_rate or add warmup"
+            )
+        test = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        row = {
+            "iteration": (epoch + 1) * self.eval_every,
+            "train_loss": float(logs["loss"]),
+            "train_accuracy": float(logs["accuracy"]),
+            "val_loss": float(logs["val_loss"]),
+            "val_accuracy": float(logs["val_accuracy"]),
+            "test_loss": float(test["loss"]),
+            "test_accuracy": float(test["accuracy"]),
+        }
+        self.curve.append(row)
+        if self.progress:
+            self.progress(row)
+
+
+def train(model, train_data, val_data, test_data, config, start_iteration=0, callbacks=(), progress=None):
+    """Train ``model`` (compiled, masks set) from ``start_iteration`` to ``config.iterations``.
+
+    Returns the curve: one dict per evaluation.
+    """
+    if start_iteration % config.eval_every:
+        raise ValueError("the start iteration must be a multiple of training.eval_every")
+    evaluate = Evaluate(test_data, config.eval_every, start_iteration, progress)
+    model.fit(
+        train_data,
+        validation_data=val_data,
+        steps_per_epoch=config.eval_every,
+        initial_epoch=start_iteration // config.eval_every,
+        epochs=config.iterations // config.eval_every,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks, evaluate],
+        verbose=0,
+    )
+    return evaluate.curve
+
+
+def early_stop(curve):
+    """The curve row with the lowest validation loss (the paper's early-stopping point)."""
+    return min(curve, key=lambda row: (row["val_loss"], row["iteration"]))
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self):
+        return time.perf_counter() - self.start

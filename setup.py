@@ -1,0 +1,23 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+requirements = [
+    line.strip()
+    for line in (here / "requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+setup(
+    name="keras-lottery",
+    version="0.1.0",
+    description="Find, verify and export lottery tickets (Frankle & Carbin, ICLR 2019) with Keras and tfmot.",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_lottery", "keras_lottery.*"]),
+    python_requires=">=3.10",
+    install_requires=requirements,
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["keras-lottery=keras_lottery.cli:main"]},
+)
