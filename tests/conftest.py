@@ -1,0 +1,84 @@
+"""Shared fixtures: small recipes and datasets that make a run take seconds."""
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+MNIST = Path(os.environ.get("KERAS_LOTTERY_MNIST", ROOT.parent / "shared" / "data" / "mnist.npz"))
+
+# A recipe that trains in about a second per round on 2 CPU cores.
+TINY = {
+    "name": "tiny",
+    "description": "test recipe",
+    "dataset": {"name": "digits", "path": None, "validation_size": 200},
+    "model": {"name": "mlp", "initializer": "glorot_normal", "hidden": [32, 16]},
+    "training": {"optimizer": "adam", "learning_rate": 0.003, "batch_size": 32, "iterations": 60,
+                 "eval_every": 20, "eval_batch_size": 500},
+    "pruning": {"method": "iterative", "scope": "layerwise", "rates": {"dense": 0.2, "output": 0.1}, "rounds": 3},
+    "rewind": {"iteration": 0},
+    "controls": ["random_reinit", "random_prune"],
+    "trials": 1,
+    "seed": 0,
+}
+
+
+def merge(base, changes):
+    """A deep copy of ``base`` with nested ``changes`` applied."""
+    result = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+@pytest.fixture
+def tiny_recipe():
+    """A function returning the tiny recipe (a dict) with nested changes applied."""
+    return lambda **changes: merge(TINY, changes)
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    """Write a recipe dict to a JSON file in tmp_path and return the path."""
+
+    def write(data, name="recipe.json"):
+        path = tmp_path / name
+        path.write_text(json.dumps(data))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def fake_npz(tmp_path):
+    """A small dataset in Keras's mnist.npz layout whose classes are learnable."""
+    rng = np.random.default_rng(0)
+
+    def images(labels):
+        x = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):  # a bright bar whose row encodes the class
+            x[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 250
+        return x
+
+    y_train = rng.integers(0, 10, 700).astype(np.uint8)
+    y_test = rng.integers(0, 10, 200).astype(np.uint8)
+    path = tmp_path / "fake_mnist.npz"
+    np.savez(path, x_train=images(y_train), y_train=y_train, x_test=images(y_test), y_test=y_test)
+    return path
+
+
+@pytest.fixture
+def mnist_npz():
+    if not MNIST.is_file():
+        pytest.skip(f"real MNIST not found at {MNIST} (set KERAS_LOTTERY_MNIST)")
+    return MNIST
