@@ -147,14 +147,43 @@ def load_run(path):
     return Run(path=path, rows=rows, recipe=recipe)
 
 
+IGNORED_KEYS = ("name", "description", "controls", "trials", "dataset.path", "dataset.data_dir")
+
+
+def _flat(data, prefix=""):
+    items = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value and key != "rates":
+            items.update(_flat(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = json.dumps(value, sort_keys=True).strip('"')
+    return items
+
+
+def _differences(runs):
+    """Per run, the recipe fields that differ between runs, e.g. 'method=oneshot'."""
+    flat = [_flat(run.recipe) for run in runs]
+    keys = sorted(set().union(*flat) - set(IGNORED_KEYS))
+    differing = [k for k in keys if len({f.get(k) for f in flat}) > 1]
+    if len(differing) > 3:  # too long for a legend
+        return [""] * len(runs)
+    return [", ".join(f"{k.split('.')[-1]}={f.get(k, '-')}" for k in differing) for f in flat]
+
+
 def load_runs(paths):
-    """Load runs and label them by recipe name, or by directory when names repeat."""
+    """Load runs and label them: by recipe name; when names repeat, by the recipe fields
+    that differ (e.g. 'method=oneshot'); else by directory."""
     runs = [load_run(p) for p in paths]
-    labels = [run.name for run in runs]
-    if len(set(labels)) < len(labels):
-        labels = [run.path.name for run in runs]
-    if len(set(labels)) < len(labels):
-        labels = [str(run.path) for run in runs]
+    candidates = (
+        lambda: [run.name for run in runs],
+        lambda: _differences(runs),
+        lambda: [run.path.name for run in runs],
+        lambda: [str(run.path) for run in runs],
+    )
+    for candidate in candidates:
+        labels = candidate()
+        if all(labels) and len(set(labels)) == len(labels):
+            break
     for run, label in zip(runs, labels):
         run.label = label
     return runs
@@ -197,7 +226,7 @@ def _describe(recipe):
     pruning, training = recipe.get("pruning", {}), recipe.get("training", {})
     rates = ", ".join(f"{k} {v:.0%}" for k, v in pruning.get("rates", {}).items())
     return (
-        f"{recipe.get('model', {}).get('name')} on {recipe.get('dataset', {}).get('name')}; "
+        f"Recipe {recipe.get('name')}: {recipe.get('model', {}).get('name')} on {recipe.get('dataset', {}).get('name')}; "
         f"{pruning.get('method')} {pruning.get('scope')} pruning ({rates} per round), "
         f"{training.get('optimizer')} lr {training.get('learning_rate')}, "
         f"{training.get('iterations')} iterations per round, rewind to iteration "
