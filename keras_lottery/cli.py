@@ -51,13 +51,22 @@ def run(recipe_path, out, data_path, rounds, trials, overrides):
     except _usage_errors() as err:
         _fail(err)
     except DivergedError as err:
+        _write_report(lottery.run_dir_for(recipe, out))
         _fail(f"training diverged: {err}", code=1)
     click.echo("")
     click.echo(results.table(rows, recipe.variants))
     click.echo(f"\n{len(rows)} results in {run_dir}/results.csv ({time.perf_counter() - start:.0f}s)")
+    _write_report(run_dir)
+
+
+def _write_report(run_dir):
+    """Write the report of a run's finished rounds and say where it is."""
     from keras_lottery import report
 
-    click.echo(f"report: {report.write([run_dir])}")
+    try:
+        click.echo(f"report: {report.write([run_dir])}")
+    except report.ReportError as err:
+        click.echo(f"no report: {err}", err=True)
 
 
 @main.command()

@@ -193,3 +193,26 @@ def test_run_writes_report_and_report_command_reads_it(tmp_path, write_recipe):
     assert {"sparsity/fc1", "sparsity/fc2", "sparsity/output", "weights_remaining"} <= sparsity
     weights = set(_events(run / "tensorboard" / "trial_0" / "weights").Tags()["tensors"])
     assert {"weights_at_init/fc1", "weights_trained/output"} <= weights
+
+
+def test_diverged_run_reports_its_finished_rounds(tmp_path, write_recipe, tiny_recipe, monkeypatch):
+    from keras_lottery import lottery
+    from keras_lottery.training import DivergedError
+
+    calls = []
+    train = lottery.training.train
+
+    def diverge_in_round_2(*args, **kwargs):  # calls: round 0 ticket, round 1 ticket + reinit, round 2
+        calls.append(1)
+        if len(calls) == 4:
+            raise DivergedError("loss became nan at iteration 20")
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(lottery.training, "train", diverge_in_round_2)
+    run = tmp_path / "run"
+    recipe = write_recipe(tiny_recipe(controls=["random_reinit"]))
+    result = CliRunner().invoke(main, ["run", str(recipe), "--out", str(run)])
+    assert result.exit_code == 1 and "training diverged" in result.output
+    assert f"report: {run / 'report' / 'report.md'}" in result.output
+    ticket = section((run / "report" / "report.md").read_text(), "### ticket")
+    assert [cells(line)[0] for line in ticket[2:]] == ["1"]
