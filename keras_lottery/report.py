@@ -79,7 +79,8 @@ class Run:
     def point(self, round_index, variant):
         """Statistics of ``variant`` in ``round_index`` (round 0 is the dense network for
         every variant), or None when that round has no finished trial."""
-        found = [r for r in self.rows if r["round"] == round_index and r["variant"] == ("ticket" if round_index == 0 else variant)]
+        variant = "ticket" if round_index == 0 else variant
+        found = [r for r in self.rows if r["round"] == round_index and r["variant"] == variant]
         if not found:
             return None
         return Point(
@@ -129,7 +130,9 @@ def load_run(path):
         try:
             rows = storage.read_json(path / "results.json")
         except json.JSONDecodeError as err:
-            raise ReportError(f"{path / 'results.json'} is not valid JSON ({err.msg}); rerun keras-lottery run to rewrite it") from None
+            raise ReportError(
+                f"{path / 'results.json'} is not valid JSON ({err.msg}); rerun keras-lottery run to rewrite it"
+            ) from None
     elif (path / "results.csv").is_file():
         rows = storage.read_csv(path / "results.csv")
     else:
@@ -137,10 +140,14 @@ def load_run(path):
             f"{path} has no results.json or results.csv: pass a keras-lottery run directory "
             "with at least one finished round"
         )
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ReportError(f"{path}: the results file is not a list of result rows; rerun keras-lottery run to rewrite it")
     try:
         rows = [_typed(row) for row in rows]
     except (KeyError, TypeError, ValueError) as err:
-        raise ReportError(f"{path}: results rows lack or mangle the column {err}; rerun keras-lottery run to rewrite them") from None
+        raise ReportError(
+            f"{path}: malformed results rows ({type(err).__name__}: {err}); rerun keras-lottery run to rewrite them"
+        ) from None
     if not any(row["round"] == 0 and row["variant"] == "ticket" for row in rows):
         raise ReportError(f"{path}: the dense network (round 0) has not finished yet; nothing to report")
     recipe = storage.read_json(path / "recipe.json") if (path / "recipe.json").is_file() else {}
