@@ -51,10 +51,22 @@ def run(recipe_path, out, data_path, rounds, trials, overrides):
     except _usage_errors() as err:
         _fail(err)
     except DivergedError as err:
+        _write_report(lottery.run_dir_for(recipe, out))
         _fail(f"training diverged: {err}", code=1)
     click.echo("")
     click.echo(results.table(rows, recipe.variants))
     click.echo(f"\n{len(rows)} results in {run_dir}/results.csv ({time.perf_counter() - start:.0f}s)")
+    _write_report(run_dir)
+
+
+def _write_report(run_dir):
+    """Write the report of a run's finished rounds and say where it is."""
+    from keras_lottery import report
+
+    try:
+        click.echo(f"report: {report.write([run_dir])}")
+    except report.ReportError as err:
+        click.echo(f"no report: {err}", err=True)
 
 
 @main.command()
@@ -76,6 +88,27 @@ def export(run_dir, round_index, trial, variant, weights, out):
     except FileNotFoundError as err:
         _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
     click.echo(f"saved model in {out} (load it with tf.saved_model.load)")
+
+
+@main.command("report")
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder for report.md and the PNGs (default RUN_DIR/report; required with several runs).")
+@click.option("--curve-rounds", metavar="R,R,...", help="Rounds in the training-curve figure (default: 5 spread out).")
+def report_command(run_dirs, out, curve_rounds):
+    """Write report.md, the paper's figures and TensorBoard summaries for RUN_DIR(s);
+    several runs are compared in one report."""
+    from keras_lottery import report
+
+    try:
+        chosen = [int(r) for r in curve_rounds.split(",")] if curve_rounds else None
+    except ValueError:
+        _fail(f"--curve-rounds {curve_rounds!r}: expected round numbers separated by commas, e.g. 0,3,7")
+    try:
+        path = report.write(run_dirs, out, chosen)
+    except report.ReportError as err:
+        _fail(err)
+    click.echo(f"report: {path}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Layout under ``<run>/tensorboard/``:
 - ``trial_<t>/round_<rr>/<variant>``: ``loss/*`` and ``accuracy/*`` by iteration;
 - ``trial_<t>/sparsity``: ``sparsity/<layer>`` and ``weights_remaining`` by round;
+- ``trial_<t>/weights``: histograms of the ticket's surviving weights at the start of
+  each round and after training, by round (written by the report);
 - ``rounds/<variant>``: ``rounds/*`` by round, and ``by_remaining/*`` whose step is
   the percent of weights remaining times 10 (so 1000 is the dense network).
 """
@@ -69,3 +71,32 @@ def write_rounds(run_dir, rows):
                     if tag != "weights_remaining":
                         tf.summary.scalar(f"by_remaining/{tag}", value, step=int(round(remaining * 10)))
         writer.close()
+
+
+def write_weights(run_dir):
+    """Rewrite ``trial_<t>/weights``: per round (the step) and pruned layer, histograms of
+    the ticket's surviving weights where training starts (``weights_at_init/<layer>``:
+    m ⊙ θ0, or m ⊙ θk when rewinding to iteration k) and after training
+    (``weights_trained/<layer>``). Rounds without mask.npz and final.npz are skipped."""
+    from keras_lottery import storage
+
+    for trial_dir in sorted(Path(run_dir).glob("trial_*")):
+        tensorboard = Path(run_dir) / "tensorboard" / trial_dir.name / "weights"
+        shutil.rmtree(tensorboard, ignore_errors=True)
+        writer = None
+        for round_dir in sorted(trial_dir.glob("round_*")):
+            ticket = round_dir / "ticket"
+            round_index = int(round_dir.name.split("_")[1])
+            start_file = trial_dir / ("init.npz" if round_index == 0 else "rewind.npz")
+            if not all(p.is_file() for p in (ticket / "mask.npz", ticket / "final.npz", start_file)):
+                continue
+            masks = storage.load_arrays(ticket / "mask.npz")
+            start, trained = storage.load_arrays(start_file), storage.load_arrays(ticket / "final.npz")
+            writer = writer or _writer(tensorboard)
+            with writer.as_default():
+                for layer, mask in masks.items():
+                    kept = mask.astype(bool)
+                    tf.summary.histogram(f"weights_at_init/{layer}", start[f"{layer}/kernel"][kept], step=round_index)
+                    tf.summary.histogram(f"weights_trained/{layer}", trained[f"{layer}/kernel"][kept], step=round_index)
+        if writer is not None:
+            writer.close()

@@ -1,0 +1,132 @@
+"""Figures like the paper's, drawn with matplotlib's Agg backend (no display needed).
+
+- early-stop iteration vs % weights remaining (the paper's Figures 1 and 4, left);
+- test accuracy at early stop vs % weights remaining, ticket and controls with min/max
+  bars over trials (Figure 4, middle);
+- test accuracy vs training iteration for chosen rounds (Figure 3).
+
+The % weights remaining axis is logarithmic and decreases from left to right, so
+pruning proceeds to the right as in the paper. Several runs share one figure: each
+run has its own colour and each variant its own line style and marker.
+"""
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+VARIANT_STYLE = {
+    "ticket": {"linestyle": "-", "marker": "o", "label": "ticket"},
+    "random_reinit": {"linestyle": "--", "marker": "s", "label": "random reinit"},
+    "random_prune": {"linestyle": ":", "marker": "^", "label": "random pruning"},
+}
+MIN_TICK_RATIO = 1.25  # neighbouring tick labels on the log axis at least this far apart
+
+
+def _colour(index):
+    return f"C{index % 10}"
+
+
+def _save(figure, path):
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def remaining_axis(axis, values):
+    """Log axis of % weights remaining, 100 on the left, ticks at the rounds' values."""
+    axis.set_xscale("log")
+    ticks = []
+    for value in sorted(set(np.round(values, 1)), reverse=True):
+        if not ticks or ticks[-1] / value >= MIN_TICK_RATIO:
+            ticks.append(value)
+    axis.xaxis.set_major_locator(FixedLocator(ticks))
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}" if v >= 99.95 else f"{v:.1f}"))
+    high, low = max(values), min(values)
+    axis.set_xlim(high * 1.08, low / 1.08)  # decreasing from left to right
+    axis.set_xlabel("% of weights remaining (log scale)")
+    axis.grid(True, which="major", alpha=0.3)
+
+
+def _by_remaining(runs, path, value, ylabel, title):
+    several = len(runs) > 1
+    figure = Figure(figsize=(7.5, 4.8))
+    axis = figure.add_subplot()
+    remaining = []
+    for index, run in enumerate(runs):
+        for number, variant in enumerate(run.variants):
+            points = run.series(variant)
+            stats = [value(p) for p in points]
+            x = np.array([p.remaining for p in points])
+            mean = np.array([s.mean for s in stats])
+            errors = np.array([[s.mean - s.min for s in stats], [s.max - s.mean for s in stats]])
+            style = dict(VARIANT_STYLE[variant])
+            label = style.pop("label")
+            axis.errorbar(
+                x, mean, yerr=errors, capsize=3, markersize=5, linewidth=1.4,
+                color=_colour(index if several else number),
+                label=f"{run.label}: {label}" if several else label, **style,
+            )
+            remaining.extend(x)
+    remaining_axis(axis, remaining)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def early_stop_iteration(runs, path):
+    return _by_remaining(
+        runs, path, lambda p: p.iteration, "early-stop iteration",
+        "Early-stop iteration (lowest validation loss) vs sparsity",
+    )
+
+
+def test_accuracy(runs, path):
+    return _by_remaining(
+        runs, path, lambda p: p.accuracy, "test accuracy at early stop",
+        "Test accuracy at early stop vs sparsity (bars: min/max over trials)",
+    )
+
+
+def training_curves(runs, rounds, path):
+    """Test accuracy vs iteration: one row of panels per run, one panel per variant,
+    one line per chosen round (mean over trials, min/max band when trials > 1)."""
+    columns = max(len(run.variants) for run in runs)
+    figure = Figure(figsize=(4.2 * columns, 3.6 * len(runs)))
+    axes = figure.subplots(len(runs), columns, squeeze=False, sharey=True)
+    colours = {r: f"C{i % 10}" for i, r in enumerate(rounds)}
+    low, high = [], []
+    for row, run in enumerate(runs):
+        for column in range(columns):
+            axis = axes[row][column]
+            if column >= len(run.variants):
+                axis.set_visible(False)
+                continue
+            variant = run.variants[column]
+            for round_index in rounds:
+                curve = run.curve(round_index, variant)
+                point = run.point(round_index, variant)
+                if curve is None or point is None:
+                    continue
+                iterations, mean, lowest, highest = curve
+                axis.plot(iterations, mean, color=colours[round_index], linewidth=1.3,
+                          label=f"round {round_index}: {point.remaining:.1f}%")
+                if point.trials > 1:
+                    axis.fill_between(iterations, lowest, highest, color=colours[round_index], alpha=0.15)
+                tail = iterations >= iterations[-1] * 0.2  # the paper's zoom: skip the first steps
+                low.append(lowest[tail].min())
+                high.append(highest.max())
+            title = VARIANT_STYLE[variant]["label"]
+            axis.set_title(f"{run.label}: {title}" if len(runs) > 1 else title, fontsize=10)
+            axis.set_xlabel("training iteration")
+            axis.grid(True, alpha=0.3)
+            axis.legend(fontsize=7, loc="lower right")
+        axes[row][0].set_ylabel("test accuracy")
+    if low:
+        margin = 0.05 * max(max(high) - min(low), 0.01)
+        axes[0][0].set_ylim(min(low) - margin, min(1.0, max(high) + margin))
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,363 @@
+"""Reports: the paper's tables and figures from the results files of run directories.
+
+``write(run_dirs, out)`` reads each run's ``results.json`` (or ``results.csv``) and
+its ``curve.csv`` files and writes into ``out``:
+
+- ``report.md``: per run, the dense network (round 0); per variant, % of weights
+  remaining against early-stop iteration and test accuracy at early stop (mean, min
+  and max over trials); per round, whether the ticket beats the dense network and
+  each control;
+- the PNG figures of :mod:`keras_lottery.plots`.
+
+It also (re)writes the run's TensorBoard summaries that are derived from finished
+rounds (:func:`keras_lottery.summaries.write_rounds` and ``write_weights``).
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from keras_lottery import storage
+from keras_lottery.recipe import VARIANTS
+
+INT_COLUMNS = ("trial", "round", "early_stop_iteration")
+FLOAT_COLUMNS = ("weights_remaining", "early_stop_test_accuracy", "final_test_accuracy", "best_val_loss")
+CURVE_COUNT = 5  # rounds drawn in the training-curve figure unless chosen
+
+
+class ReportError(ValueError):
+    """A run directory without results, or report options that do not fit the runs."""
+
+
+@dataclass
+class Stat:
+    mean: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values):
+        values = np.asarray(values, dtype=float)
+        return cls(float(values.mean()), float(values.min()), float(values.max()))
+
+
+@dataclass
+class Point:
+    """One round of one variant: its sparsity and statistics over trials."""
+
+    round: int
+    remaining: float
+    trials: int
+    iteration: Stat
+    accuracy: Stat
+
+
+@dataclass
+class Run:
+    """The results of one run directory."""
+
+    path: Path
+    rows: list
+    recipe: dict = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def name(self):
+        return self.recipe.get("name") or self.path.name
+
+    @property
+    def variants(self):
+        present = {row["variant"] for row in self.rows}
+        return [variant for variant in VARIANTS if variant in present]
+
+    @property
+    def rounds(self):
+        return sorted({row["round"] for row in self.rows if row["variant"] == "ticket"})
+
+    def point(self, round_index, variant):
+        """Statistics of ``variant`` in ``round_index`` (round 0 is the dense network for
+        every variant), or None when that round has no finished trial."""
+        variant = "ticket" if round_index == 0 else variant
+        found = [r for r in self.rows if r["round"] == round_index and r["variant"] == variant]
+        if not found:
+            return None
+        return Point(
+            round=round_index,
+            remaining=float(np.mean([r["weights_remaining"] for r in found])),
+            trials=len(found),
+            iteration=Stat.of([r["early_stop_iteration"] for r in found]),
+            accuracy=Stat.of([r["early_stop_test_accuracy"] for r in found]),
+        )
+
+    def series(self, variant, dense=True):
+        """Points of ``variant`` by round; with ``dense`` the dense round 0 starts the series."""
+        points = [self.point(r, variant) for r in self.rounds if dense or r > 0]
+        return [p for p in points if p is not None]
+
+    def curve(self, round_index, variant):
+        """Test accuracy against iteration for one round: (iterations, mean, min, max) over
+        the trials whose curve.csv exists, or None."""
+        variant = "ticket" if round_index == 0 else variant
+        curves = []
+        for trial in sorted({row["trial"] for row in self.rows}):
+            path = storage.variant_dir(self.path, trial, round_index, variant) / "curve.csv"
+            if path.is_file():
+                rows = storage.read_csv(path)
+                curves.append(([int(r["iteration"]) for r in rows], [float(r["test_accuracy"]) for r in rows]))
+        if not curves:
+            return None
+        length = min(len(iterations) for iterations, _ in curves)
+        values = np.array([accuracy[:length] for _, accuracy in curves])
+        return np.array(curves[0][0][:length]), values.mean(0), values.min(0), values.max(0)
+
+
+def _typed(row):
+    row = dict(row)
+    for key in INT_COLUMNS:
+        row[key] = int(row[key])
+    for key in FLOAT_COLUMNS:
+        if row.get(key) not in (None, ""):
+            row[key] = float(row[key])
+    return row
+
+
+def load_run(path):
+    """Read one run directory's results (results.json, else results.csv)."""
+    path = Path(path)
+    if (path / "results.json").is_file():
+        try:
+            rows = storage.read_json(path / "results.json")
+        except json.JSONDecodeError as err:
+            raise ReportError(
+                f"{path / 'results.json'} is not valid JSON ({err.msg}); rerun keras-lottery run to rewrite it"
+            ) from None
+    elif (path / "results.csv").is_file():
+        rows = storage.read_csv(path / "results.csv")
+    else:
+        raise ReportError(
+            f"{path} has no results.json or results.csv: pass a keras-lottery run directory "
+            "with at least one finished round"
+        )
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ReportError(f"{path}: the results file is not a list of result rows; rerun keras-lottery run to rewrite it")
+    try:
+        rows = [_typed(row) for row in rows]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ReportError(
+            f"{path}: malformed results rows ({type(err).__name__}: {err}); rerun keras-lottery run to rewrite them"
+        ) from None
+    if not any(row["round"] == 0 and row["variant"] == "ticket" for row in rows):
+        raise ReportError(f"{path}: the dense network (round 0) has not finished yet; nothing to report")
+    recipe = storage.read_json(path / "recipe.json") if (path / "recipe.json").is_file() else {}
+    return Run(path=path, rows=rows, recipe=recipe)
+
+
+IGNORED_KEYS = ("name", "description", "controls", "trials", "dataset.path", "dataset.data_dir")
+
+
+def _flat(data, prefix=""):
+    items = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value and key != "rates":
+            items.update(_flat(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = json.dumps(value, sort_keys=True).strip('"')
+    return items
+
+
+def _differences(runs):
+    """Per run, the recipe fields that differ between runs, e.g. 'method=oneshot'."""
+    flat = [_flat(run.recipe) for run in runs]
+    keys = sorted(set().union(*flat) - set(IGNORED_KEYS))
+    differing = [k for k in keys if len({f.get(k) for f in flat}) > 1]
+    if len(differing) > 3:  # too long for a legend
+        return [""] * len(runs)
+    return [", ".join(f"{k.split('.')[-1]}={f.get(k, '-')}" for k in differing) for f in flat]
+
+
+def load_runs(paths):
+    """Load runs and label them: by recipe name; when names repeat, by the recipe fields
+    that differ (e.g. 'method=oneshot'); else by directory."""
+    runs = [load_run(p) for p in paths]
+    candidates = (
+        lambda: [run.name for run in runs],
+        lambda: _differences(runs),
+        lambda: [run.path.name for run in runs],
+        lambda: [str(run.path) for run in runs],
+    )
+    for candidate in candidates:
+        labels = candidate()
+        if all(labels) and len(set(labels)) == len(labels):
+            break
+    for run, label in zip(runs, labels):
+        run.label = label
+    return runs
+
+
+def curve_rounds(runs, chosen=None):
+    """Rounds for the training-curve figure: ``chosen`` (checked), else up to
+    CURVE_COUNT rounds spread from the dense network to the sparsest finished round."""
+    available = sorted(set().union(*(run.rounds for run in runs)))
+    if chosen:
+        missing = sorted(set(chosen) - set(available))
+        if missing:
+            raise ReportError(
+                f"--curve-rounds {','.join(map(str, missing))}: no finished round with that number; "
+                f"finished rounds are {','.join(map(str, available))}"
+            )
+        return sorted(set(chosen))
+    picks = np.linspace(0, len(available) - 1, min(CURVE_COUNT, len(available)))
+    return sorted({available[int(round(i))] for i in picks})
+
+
+# ---- report.md ------------------------------------------------------------------------
+
+
+def _pct(value):
+    return f"{value:.1f}"
+
+
+def _acc(stat):
+    return f"{stat.mean:.4f} | {stat.min:.4f} | {stat.max:.4f}"
+
+
+def _iters(stat):
+    return f"{stat.mean:.0f} | {stat.min:.0f} | {stat.max:.0f}"
+
+
+def _describe(recipe):
+    if not recipe:
+        return ""
+    pruning, training = recipe.get("pruning", {}), recipe.get("training", {})
+    rates = ", ".join(f"{k} {v:.0%}" for k, v in pruning.get("rates", {}).items())
+    return (
+        f"Recipe {recipe.get('name')}: {recipe.get('model', {}).get('name')} on {recipe.get('dataset', {}).get('name')}; "
+        f"{pruning.get('method')} {pruning.get('scope')} pruning ({rates} per round), "
+        f"{training.get('optimizer')} lr {training.get('learning_rate')}, "
+        f"{training.get('iterations')} iterations per round, rewind to iteration "
+        f"{recipe.get('rewind', {}).get('iteration', 0)}, {recipe.get('trials', 1)} trial(s)"
+    )
+
+
+STAT_HEADER = "ES iteration mean | ES iter min | ES iter max | ES test acc mean | acc min | acc max"
+STAT_ALIGN = "---:|" * 6
+
+
+def variant_table(run, variant):
+    lines = [
+        f"| round | % weights remaining | trials | {STAT_HEADER} |",
+        "|---:|---:|---:|" + STAT_ALIGN,
+    ]
+    for p in run.series(variant, dense=False):
+        lines.append(f"| {p.round} | {_pct(p.remaining)} | {p.trials} | {_iters(p.iteration)} | {_acc(p.accuracy)} |")
+    return "\n".join(lines)
+
+
+def _versus(ticket, other):
+    if other is None:
+        return "-"
+    delta = 100 * (ticket.accuracy.mean - other.accuracy.mean)
+    verdict = "tie" if abs(delta) < 1e-9 else "yes" if delta > 0 else "no"
+    return f"{verdict} ({delta:+.2f} pp)"
+
+
+def _earlier(ticket, other):
+    if other is None:
+        return "-"
+    mine, theirs = ticket.iteration.mean, other.iteration.mean
+    verdict = "tie" if mine == theirs else "yes" if mine < theirs else "no"
+    return f"{verdict} ({mine:.0f} vs {theirs:.0f})"
+
+
+def comparison_table(run):
+    """Per pruned round: does the ticket's mean test accuracy at early stop beat the dense
+    network's and each control's, and does it stop earlier?"""
+    controls = [v for v in run.variants if v != "ticket"]
+    others = ["dense"] + controls
+    lines = [
+        "| round | % weights remaining | ticket ES test acc | "
+        + " | ".join(f"beats {o} (acc)" for o in others) + " | "
+        + " | ".join(f"earlier ES than {o}" for o in others) + " |",
+        "|---:|---:|---:|" + ":--|" * (2 * len(others)),
+    ]
+    dense = run.point(0, "ticket")
+    for round_index in run.rounds:
+        ticket = run.point(round_index, "ticket")
+        if round_index == 0 or ticket is None:
+            continue
+        compared = [dense] + [run.point(round_index, c) for c in controls]
+        lines.append(
+            f"| {round_index} | {_pct(ticket.remaining)} | {ticket.accuracy.mean:.4f} | "
+            + " | ".join(_versus(ticket, o) for o in compared) + " | "
+            + " | ".join(_earlier(ticket, o) for o in compared) + " |"
+        )
+    return "\n".join(lines)
+
+
+def markdown(runs, figures):
+    """The report text for ``runs``; ``figures`` maps a caption to a PNG file name."""
+    lines = ["# Lottery ticket report", ""]
+    lines.append(
+        "ES = early stop: the evaluation with the lowest validation loss. Accuracy is test accuracy "
+        "at early stop. Mean, min and max are over trials. pp = percentage points."
+    )
+    for run in runs:
+        lines += ["", f"## {run.label}", "", f"Run directory: `{run.path}`"]
+        description = _describe(run.recipe)
+        if description:
+            lines += ["", description + "."]
+        dense = run.point(0, "ticket")
+        lines += [
+            "", "### Dense network (round 0)", "",
+            f"| % weights remaining | trials | {STAT_HEADER} |",
+            "|---:|---:|" + STAT_ALIGN,
+            f"| {_pct(dense.remaining)} | {dense.trials} | {_iters(dense.iteration)} | {_acc(dense.accuracy)} |",
+        ]
+        if len(run.rounds) < 2:
+            lines += ["", "No pruned round has finished yet."]
+            continue
+        for variant in run.variants:
+            lines += ["", f"### {variant}", "", variant_table(run, variant)]
+        lines += ["", "### Does the ticket win?", "", comparison_table(run)]
+    if figures:
+        lines += ["", "## Figures", ""]
+        for caption, name in figures.items():
+            lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---- everything -----------------------------------------------------------------------
+
+
+def default_out(run_dirs, out=None):
+    """``out`` if given; RUN_DIR/report for one run; several runs need an explicit out."""
+    if out:
+        return Path(out)
+    if len(run_dirs) == 1:
+        return Path(run_dirs[0]) / "report"
+    raise ReportError("several run directories: pass --out DIR for the comparison report")
+
+
+def write(run_dirs, out=None, chosen_rounds=None, tensorboard=True):
+    """Write report.md and the figures for ``run_dirs`` into ``out``; return report.md's path."""
+    from keras_lottery import plots, summaries
+
+    out = default_out(run_dirs, out)
+    runs = load_runs(run_dirs)
+    rounds = curve_rounds(runs, chosen_rounds)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "Early-stop iteration vs % weights remaining": plots.early_stop_iteration(runs, out / "early_stop_iteration.png"),
+        "Test accuracy at early stop vs % weights remaining": plots.test_accuracy(runs, out / "test_accuracy.png"),
+        "Test accuracy during training, selected rounds": plots.training_curves(runs, rounds, out / "training_curves.png"),
+    }
+    figures = {caption: path.name for caption, path in figures.items() if path is not None}
+    report = out / "report.md"
+    storage.write_text(report, markdown(runs, figures))
+    if tensorboard:
+        for run in runs:
+            summaries.write_rounds(run.path, run.rows)
+            summaries.write_weights(run.path)
+    return report
