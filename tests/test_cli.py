@@ -125,3 +125,8 @@ def test_ci_runs_the_test_command_from_the_readme():
     assert any(command.strip() in ci for command in commands)
     quickstart = [line for block in blocks for line in block.splitlines() if "quickstart_digits.json" in line]
     assert quickstart and shlex.split(quickstart[0])  # the quick-start command is there and well formed
+
+
+def test_results_files_are_readable_by_others(quickstart):
+    out, _ = quickstart
+    assert (out / "results.csv").stat().st_mode & 0o044 == 0o044
