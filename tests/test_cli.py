@@ -127,6 +127,10 @@ def test_ci_runs_the_test_command_from_the_readme():
     assert quickstart and shlex.split(quickstart[0])  # the quick-start command is there and well formed
 
 
-def test_results_files_are_readable_by_others(quickstart):
+def test_results_files_get_the_permissions_of_any_new_file(quickstart):
+    import os
+
     out, _ = quickstart
-    assert (out / "results.csv").stat().st_mode & 0o044 == 0o044
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "results.csv").stat().st_mode & 0o777 == 0o666 & ~umask
