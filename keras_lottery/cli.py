@@ -10,10 +10,11 @@ import click
 def _usage_errors():
     from keras_lottery.data import DataError
     from keras_lottery.export import ExportError
+    from keras_lottery.locking import RunLockedError
     from keras_lottery.lottery import RunDirError
     from keras_lottery.recipe import RecipeError
 
-    return RecipeError, DataError, RunDirError, ExportError
+    return RecipeError, DataError, RunDirError, ExportError, RunLockedError
 
 
 def _fail(err, code=2):
@@ -55,6 +56,10 @@ def run(recipe_path, out, data_path, rounds, trials, overrides):
     click.echo("")
     click.echo(results.table(rows, recipe.variants))
     click.echo(f"\n{len(rows)} results in {run_dir}/results.csv ({time.perf_counter() - start:.0f}s)")
+    from keras_lottery import failures
+
+    if any(failures.status(row) == failures.FAILED for row in rows):
+        _fail(failures.describe(rows, run_dir), code=1)
 
 
 @main.command()

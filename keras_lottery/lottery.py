@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lottery import data, masking, models, pruning, results, storage, summaries, training
+from keras_lottery import checkpoints, failures, integrity, locking
 from keras_lottery.backend import keras, tf
 from keras_lottery.recipe import RecipeError, parse
 from keras_lottery.rewinding import Rewind
@@ -134,9 +135,15 @@ class Experiment:
 
     def run(self):
         recipe = self.recipe
+        integrity.repair(self.run_dir, recipe, self.log)
         for trial in range(recipe.trials):
             self.theta0(trial)
             for round_index in range(recipe.pruning.rounds):
+                blocked = failures.blocking_round(self.run_dir, recipe, trial, round_index)
+                if blocked is not None:
+                    self.log(f"trial {trial}: rounds {round_index}-{recipe.pruning.rounds - 1} skipped: "
+                             f"the round {blocked} ticket they are pruned from failed")
+                    break
                 for variant in recipe.variants if round_index else ("ticket",):
                     if storage.is_finished(self.run_dir, trial, round_index, variant):
                         continue
@@ -157,16 +164,21 @@ class Experiment:
             weights=self.start_weights(trial, round_index, variant),
             masks=masks,
         )
+        resume = checkpoints.MidRound(out, config, self.model, rewind, self.log)
+        round_start, start_iteration = start_iteration, resume.restore(start_iteration)
         stream = data.train_stream(
             self.splits.x_train, self.splits.y_train, config.batch_size,
             seed=derive_seed(recipe.seed, trial, "data"), start_step=start_iteration,
         )
         label = f"trial {trial} round {round_index}/{recipe.pruning.rounds - 1} {variant}"
-        self.log(f"{label}: training {remaining:.1f}% of weights for {config.iterations - start_iteration} iterations")
+        self.log(f"{label}: training {remaining:.1f}% of weights for {config.iterations - round_start} iterations")
+        if resume.resumed_at is not None:
+            self.log(f"{label}: resumed from iteration {resume.resumed_at} (mid-round checkpoint)")
         timer = training.Timer()
         every = max(1, (config.iterations // config.eval_every) // 10)
 
         def progress(row):
+            resume.record(row)
             if (row["iteration"] // config.eval_every) % every == 0:
                 self.log(
                     f"  {label} iteration {row['iteration']}/{config.iterations}: "
@@ -174,10 +186,14 @@ class Experiment:
                     f"test acc {row['test_accuracy']:.4f} ({timer():.0f}s)"
                 )
 
-        curve = training.train(
-            self.model, stream, self.val_data, self.test_data, config,
-            start_iteration=start_iteration, callbacks=[rewind], progress=progress,
-        )
+        try:
+            training.train(
+                self.model, stream, self.val_data, self.test_data, config,
+                start_iteration=start_iteration, callbacks=[rewind], progress=progress, late_callbacks=[resume],
+            )
+        except training.DivergedError as err:
+            return self.fail(out, label, trial, round_index, variant, remaining, resume, err)
+        curve = resume.curve  # includes evaluations made before a resume
         masking.apply_masks(self.model)
         storage.save_arrays(out / "mask.npz", masks)
         storage.save_arrays(out / "final.npz", masking.get_weights(self.model))
@@ -185,20 +201,30 @@ class Experiment:
         if round_index == 0 and variant == "ticket":
             storage.save_arrays(storage.trial_dir(self.run_dir, trial) / "rewind.npz", rewind.saved)
         summary = results.summarize(trial, round_index, variant, remaining, curve)
-        summary["seconds"] = round(timer(), 2)
+        summary["seconds"] = round(resume.seconds(), 2)
         summaries.write_curve(self.run_dir, trial, round_index, variant, curve)
         if variant == "ticket":
             summaries.write_sparsity(self.run_dir, trial, round_index, pruning.layer_sparsity(masks), remaining)
         storage.write_json(out / "summary.json", summary)
+        checkpoints.clear(out)
         self.log(
             f"{label}: {remaining:.1f}% weights, early stop at iteration {summary['early_stop_iteration']} "
             f"with test accuracy {summary['early_stop_test_accuracy']:.4f} ({summary['seconds']:.0f}s)"
         )
 
+    def fail(self, out, label, trial, round_index, variant, remaining, resume, error):
+        """Record a diverged variant as failed (see :mod:`failures`); the run goes on."""
+        storage.write_csv(out / "curve.csv", resume.curve, results.CURVE_COLUMNS)
+        summary = failures.failed_summary(trial, round_index, variant, remaining, resume.curve, error)
+        summary["seconds"] = round(resume.seconds(), 2)
+        storage.write_json(out / "summary.json", summary)
+        checkpoints.clear(out)
+        self.log(f"{label}: FAILED, training diverged: {error}")
+
     def write_results(self):
         rows = results.collect(self.run_dir, self.recipe)
         results.write(self.run_dir, rows)
-        summaries.write_rounds(self.run_dir, rows)
+        summaries.write_rounds(self.run_dir, [row for row in rows if failures.status(row) == failures.OK])
 
 
 def run(recipe, out=None, log=print):
@@ -208,9 +234,10 @@ def run(recipe, out=None, log=print):
     run_dir = run_dir_for(recipe, out)
     experiment = Experiment(recipe, run_dir, splits, log)  # refuses a model it cannot prune
     claim_run_dir(recipe, run_dir)
-    storage.write_json(run_dir / "model.json", {
-        "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
-    })
-    log(f"run directory: {run_dir}")
-    rows = experiment.run()
+    with locking.hold(run_dir):  # refuses a second process at once
+        storage.write_json(run_dir / "model.json", {
+            "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
+        })
+        log(f"run directory: {run_dir}")
+        rows = experiment.run()
     return run_dir, rows
