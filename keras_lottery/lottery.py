@@ -141,8 +141,9 @@ class Experiment:
             for round_index in range(recipe.pruning.rounds):
                 blocked = failures.blocking_round(self.run_dir, recipe, trial, round_index)
                 if blocked is not None:
-                    self.log(f"trial {trial}: rounds {round_index}-{recipe.pruning.rounds - 1} skipped: "
-                             f"the round {blocked} ticket they are pruned from failed")
+                    last = recipe.pruning.rounds - 1
+                    skipped = f"round {last}" if round_index == last else f"rounds {round_index}-{last}"
+                    self.log(f"trial {trial}: {skipped} skipped: the round {blocked} ticket they are pruned from failed")
                     break
                 for variant in recipe.variants if round_index else ("ticket",):
                     if storage.is_finished(self.run_dir, trial, round_index, variant):
