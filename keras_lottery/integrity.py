@@ -12,6 +12,7 @@ same results.
 
 import json
 import zipfile
+from pathlib import Path
 
 from keras_lottery import checkpoints, failures, storage
 from keras_lottery.results import COLUMNS
@@ -72,6 +73,8 @@ def variant_problem(folder, variant):
 def repair(run_dir, recipe, log=print):
     """Unmark every damaged variant of ``run_dir`` so it is trained again; return how many."""
     redo = 0
+    for leftover in Path(run_dir).glob("trial_*/**/.*.tmp"):  # a write cut short before its rename
+        leftover.unlink()
     for trial in range(recipe.trials):
         folder = storage.trial_dir(run_dir, trial)
         for name in ("init.npz", "rewind.npz"):

@@ -139,3 +139,29 @@ def test_lock_is_released_when_its_holder_ends(tmp_path):
                 pass
     with locking.hold(tmp_path):  # free again
         pass
+
+
+def test_resume_after_late_rewind_point_keeps_captured_weights(write_recipe, tmp_path, monkeypatch):
+    """Killed in the dense round after θk was captured (k = 20): the rewind weights survive."""
+    recipe = write_recipe(merge(RECIPE, {"rewind": {"iteration": 20}}))
+    expected_out = tmp_path / "expected"
+    assert run(recipe, expected_out).exit_code == 0
+    save = checkpoints.MidRound.save
+
+    def save_then_die(self, iteration):
+        save(self, iteration)
+        if "round_00" in str(self.variant_dir) and iteration == 40:
+            raise Killed()
+
+    monkeypatch.setattr(checkpoints.MidRound, "save", save_then_die)
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        run(recipe, out)
+    monkeypatch.undo()
+    assert (checkpoints.saved(storage.variant_dir(out, 0, 0, "ticket"))[0] / "rewind.npz").is_file()
+    result = run(recipe, out)
+    assert "trial 0 round 0/1 ticket: resumed from iteration 40" in result.output
+    rewound, expected = (storage.load_arrays(storage.trial_dir(d, 0) / "rewind.npz") for d in (out, expected_out))
+    assert set(rewound) == set(expected)
+    assert all((rewound[k] == expected[k]).all() for k in expected)
+    same(results(out), results(expected_out))
