@@ -9,7 +9,10 @@ trains three variants on that round's sparsity:
 - ``random_prune``: a random mask with the ticket's per-layer sparsity, rewound to θk.
 
 Finished variants (``summary.json`` present) are skipped, so rerunning a command
-resumes at the first unfinished round.
+resumes at the first unfinished round, inside it from the last mid-round checkpoint
+(:mod:`checkpoints`). Damaged files are redone (:mod:`integrity`), a diverging variant
+is recorded as failed (:mod:`failures`), and one process at a time holds the run
+directory (:mod:`locking`).
 """
 
 import json
@@ -46,7 +49,7 @@ def claim_run_dir(recipe, run_dir):
     if saved.is_file():
         try:
             other = parse(storage.read_json(saved))
-        except (RecipeError, json.JSONDecodeError) as err:
+        except (RecipeError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RunDirError(f"{saved} is not a readable recipe ({err}); choose another --out") from None
         if other.short_hash() != recipe.short_hash():
             raise RunDirError(
