@@ -10,10 +10,11 @@ import click
 def _usage_errors():
     from keras_lottery.data import DataError
     from keras_lottery.export import ExportError
+    from keras_lottery.locking import RunLockedError
     from keras_lottery.lottery import RunDirError
     from keras_lottery.recipe import RecipeError
 
-    return RecipeError, DataError, RunDirError, ExportError
+    return RecipeError, DataError, RunDirError, ExportError, RunLockedError
 
 
 def _fail(err, code=2):
@@ -42,21 +43,19 @@ def run(recipe_path, out, data_path, rounds, trials, overrides):
         recipe = recipes.load(recipe_path, overrides, data_path, rounds, trials)
     except recipes.RecipeError as err:
         _fail(err)
-    from keras_lottery import lottery, results
-    from keras_lottery.training import DivergedError
+    from keras_lottery import failures, lottery, results
 
     start = time.perf_counter()
     try:
         run_dir, rows = lottery.run(recipe, out)
     except _usage_errors() as err:
         _fail(err)
-    except DivergedError as err:
-        _write_report(lottery.run_dir_for(recipe, out))
-        _fail(f"training diverged: {err}", code=1)
     click.echo("")
     click.echo(results.table(rows, recipe.variants))
     click.echo(f"\n{len(rows)} results in {run_dir}/results.csv ({time.perf_counter() - start:.0f}s)")
     _write_report(run_dir)
+    if any(failures.status(row) == failures.FAILED for row in rows):
+        _fail(failures.describe(rows, run_dir), code=1)
 
 
 def _write_report(run_dir):

@@ -128,6 +128,22 @@ def check_arrays(source, x_train, y_train, x_test, y_test):
             raise DataError(f"{source}: x_{name} must be uint8 images (0..255), got {x.dtype}")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{source}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape")
+    check_labels(source, y_train, y_test)
+
+
+def check_labels(source, y_train, y_test):
+    """Labels are 0..C-1 with every class in the training set, and no test-only class."""
+    present = np.unique(y_train)
+    if len(present) != int(y_train.max()) + 1:
+        raise DataError(
+            f"{source}: y_train has {len(present)} distinct labels ranging up to {int(y_train.max())}; "
+            "labels must be 0..num_classes-1 with every class present in training"
+        )
+    if y_test.max() > y_train.max():
+        raise DataError(
+            f"{source}: y_test has label {int(y_test.max())} but y_train only goes up to {int(y_train.max())}; "
+            "every test class must appear in training"
+        )
 
 
 def _internet_reachable(host="storage.googleapis.com", port=443, timeout=3.0):

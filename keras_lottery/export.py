@@ -19,6 +19,9 @@ def ticket_weights(run_dir, round_index, trial=0, variant="ticket", weights="tra
         raise ExportError(
             f"{out} is not a finished round; pick a finished --round/--trial/--variant (see {run_dir}/results.csv)"
         )
+    summary = storage.read_json(out / "summary.json")
+    if summary.get("status") == "failed":
+        raise ExportError(f"{out} failed ({summary.get('error')}), so it has no trained weights; pick another --round")
     masks = storage.load_arrays(out / "mask.npz")
     if weights == "trained":
         values = storage.load_arrays(out / "final.npz")

@@ -9,7 +9,10 @@ trains three variants on that round's sparsity:
 - ``random_prune``: a random mask with the ticket's per-layer sparsity, rewound to θk.
 
 Finished variants (``summary.json`` present) are skipped, so rerunning a command
-resumes at the first unfinished round.
+resumes at the first unfinished round, inside it from the last mid-round checkpoint
+(:mod:`checkpoints`). Damaged files are redone (:mod:`integrity`), a diverging variant
+is recorded as failed (:mod:`failures`), and one process at a time holds the run
+directory (:mod:`locking`).
 """
 
 import json
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lottery import data, masking, models, pruning, results, storage, summaries, training
+from keras_lottery import checkpoints, failures, integrity, locking
 from keras_lottery.backend import keras, tf
 from keras_lottery.recipe import RecipeError, parse
 from keras_lottery.rewinding import Rewind
@@ -39,13 +43,16 @@ def run_dir_for(recipe, out=None, root="runs"):
 
 
 def claim_run_dir(recipe, run_dir):
-    """Create (or reuse) ``run_dir`` for ``recipe``; refuse one that holds another recipe."""
+    """Create (or reuse) ``run_dir`` for ``recipe``; refuse one that holds another recipe.
+
+    The resolved recipe is written by :func:`run` once it holds the directory's lock.
+    """
     run_dir = Path(run_dir)
     saved = run_dir / "recipe.json"
     if saved.is_file():
         try:
             other = parse(storage.read_json(saved))
-        except (RecipeError, json.JSONDecodeError) as err:
+        except (RecipeError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RunDirError(f"{saved} is not a readable recipe ({err}); choose another --out") from None
         if other.short_hash() != recipe.short_hash():
             raise RunDirError(
@@ -55,7 +62,6 @@ def claim_run_dir(recipe, run_dir):
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunDirError(f"{run_dir} exists and is not a keras-lottery run directory; choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    storage.write_json(saved, recipe.to_dict())
     return run_dir
 
 
@@ -134,9 +140,16 @@ class Experiment:
 
     def run(self):
         recipe = self.recipe
+        integrity.repair(self.run_dir, recipe, self.log)
         for trial in range(recipe.trials):
             self.theta0(trial)
             for round_index in range(recipe.pruning.rounds):
+                blocked = failures.blocking_round(self.run_dir, recipe, trial, round_index)
+                if blocked is not None:
+                    last = recipe.pruning.rounds - 1
+                    skipped = f"round {last}" if round_index == last else f"rounds {round_index}-{last}"
+                    self.log(f"trial {trial}: {skipped} skipped: the round {blocked} ticket they are pruned from failed")
+                    break
                 for variant in recipe.variants if round_index else ("ticket",):
                     if storage.is_finished(self.run_dir, trial, round_index, variant):
                         continue
@@ -157,16 +170,21 @@ class Experiment:
             weights=self.start_weights(trial, round_index, variant),
             masks=masks,
         )
+        resume = checkpoints.MidRound(out, config, self.model, rewind, self.log)
+        round_start, start_iteration = start_iteration, resume.restore(start_iteration)
         stream = data.train_stream(
             self.splits.x_train, self.splits.y_train, config.batch_size,
             seed=derive_seed(recipe.seed, trial, "data"), start_step=start_iteration,
         )
         label = f"trial {trial} round {round_index}/{recipe.pruning.rounds - 1} {variant}"
-        self.log(f"{label}: training {remaining:.1f}% of weights for {config.iterations - start_iteration} iterations")
+        self.log(f"{label}: training {remaining:.1f}% of weights for {config.iterations - round_start} iterations")
+        if resume.resumed_at is not None:
+            self.log(f"{label}: resumed from iteration {resume.resumed_at} (mid-round checkpoint)")
         timer = training.Timer()
         every = max(1, (config.iterations // config.eval_every) // 10)
 
         def progress(row):
+            resume.record(row)
             if (row["iteration"] // config.eval_every) % every == 0:
                 self.log(
                     f"  {label} iteration {row['iteration']}/{config.iterations}: "
@@ -174,10 +192,14 @@ class Experiment:
                     f"test acc {row['test_accuracy']:.4f} ({timer():.0f}s)"
                 )
 
-        curve = training.train(
-            self.model, stream, self.val_data, self.test_data, config,
-            start_iteration=start_iteration, callbacks=[rewind], progress=progress,
-        )
+        try:
+            training.train(
+                self.model, stream, self.val_data, self.test_data, config,
+                start_iteration=start_iteration, callbacks=[rewind], progress=progress, late_callbacks=[resume],
+            )
+        except training.DivergedError as err:
+            return self.fail(out, label, trial, round_index, variant, remaining, resume, err)
+        curve = resume.curve  # includes evaluations made before a resume
         masking.apply_masks(self.model)
         storage.save_arrays(out / "mask.npz", masks)
         storage.save_arrays(out / "final.npz", masking.get_weights(self.model))
@@ -185,20 +207,30 @@ class Experiment:
         if round_index == 0 and variant == "ticket":
             storage.save_arrays(storage.trial_dir(self.run_dir, trial) / "rewind.npz", rewind.saved)
         summary = results.summarize(trial, round_index, variant, remaining, curve)
-        summary["seconds"] = round(timer(), 2)
+        summary["seconds"] = round(resume.seconds(), 2)
         summaries.write_curve(self.run_dir, trial, round_index, variant, curve)
         if variant == "ticket":
             summaries.write_sparsity(self.run_dir, trial, round_index, pruning.layer_sparsity(masks), remaining)
         storage.write_json(out / "summary.json", summary)
+        checkpoints.clear(out)
         self.log(
             f"{label}: {remaining:.1f}% weights, early stop at iteration {summary['early_stop_iteration']} "
             f"with test accuracy {summary['early_stop_test_accuracy']:.4f} ({summary['seconds']:.0f}s)"
         )
 
+    def fail(self, out, label, trial, round_index, variant, remaining, resume, error):
+        """Record a diverged variant as failed (see :mod:`failures`); the run goes on."""
+        storage.write_csv(out / "curve.csv", resume.curve, results.CURVE_COLUMNS)
+        summary = failures.failed_summary(trial, round_index, variant, remaining, resume.curve, error)
+        summary["seconds"] = round(resume.seconds(), 2)
+        storage.write_json(out / "summary.json", summary)
+        checkpoints.clear(out)
+        self.log(f"{label}: FAILED, training diverged: {error}")
+
     def write_results(self):
         rows = results.collect(self.run_dir, self.recipe)
         results.write(self.run_dir, rows)
-        summaries.write_rounds(self.run_dir, rows)
+        summaries.write_rounds(self.run_dir, [row for row in rows if failures.status(row) == failures.OK])
 
 
 def run(recipe, out=None, log=print):
@@ -208,9 +240,11 @@ def run(recipe, out=None, log=print):
     run_dir = run_dir_for(recipe, out)
     experiment = Experiment(recipe, run_dir, splits, log)  # refuses a model it cannot prune
     claim_run_dir(recipe, run_dir)
-    storage.write_json(run_dir / "model.json", {
-        "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
-    })
-    log(f"run directory: {run_dir}")
-    rows = experiment.run()
+    with locking.hold(run_dir):  # refuses a second process at once
+        storage.write_json(run_dir / "recipe.json", recipe.to_dict())
+        storage.write_json(run_dir / "model.json", {
+            "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
+        })
+        log(f"run directory: {run_dir}")
+        rows = experiment.run()
     return run_dir, rows

@@ -8,6 +8,7 @@ names the key and what is allowed, before anything is trained or written.
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class TrainingConfig:
     warmup_iterations: int = 0
     lr_drops: tuple = ()
     lr_drop_factor: float = 0.1
+    checkpoint_every: Optional[int] = None  # iterations; None: about once a minute
 
     def check(self, key):
         _require(self.optimizer in OPTIMIZERS, f"{key}.optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
@@ -112,6 +114,22 @@ class TrainingConfig:
                 f"recipe key '{key}.eval_every': must divide training.iterations "
                 f"({self.iterations}), got {self.eval_every}"
             )
+        if self.checkpoint_every is not None:
+            _require(self.checkpoint_every >= 1, f"{key}.checkpoint_every", "an integer >= 1 (or null: about once a minute)", self.checkpoint_every)
+            _require(
+                self.checkpoint_every % self.eval_every == 0, f"{key}.checkpoint_every",
+                f"a multiple of training.eval_every ({self.eval_every}), since checkpoints are taken after an evaluation",
+                self.checkpoint_every,
+            )
+        if self.optimizer != "sgd" and self.momentum:
+            raise RecipeError(
+                f"recipe key '{key}.momentum': applies to optimizer 'sgd' only, got {json.dumps(self.momentum)} "
+                f"with '{self.optimizer}'; remove it or set {key}.optimizer to \"sgd\""
+            )
+        _require(
+            self.warmup_iterations < self.iterations, f"{key}.warmup_iterations",
+            f"fewer than training.iterations ({self.iterations})", self.warmup_iterations,
+        )
 
 
 @dataclass(frozen=True)
@@ -176,6 +194,11 @@ class Recipe:
             self.rewind.iteration < self.training.iterations, "rewind.iteration",
             f"an iteration before the end of training ({self.training.iterations})", self.rewind.iteration,
         )
+        _require(
+            self.rewind.iteration % self.training.eval_every == 0, "rewind.iteration",
+            f"a multiple of training.eval_every ({self.training.eval_every}), where pruned rounds start",
+            self.rewind.iteration,
+        )
 
     @property
     def variants(self):
@@ -194,6 +217,7 @@ class Recipe:
         for key in ("name", "description", "controls", "trials"):
             data.pop(key)
         data["pruning"].pop("rounds")
+        data["training"].pop("checkpoint_every", None)  # when to checkpoint does not change results
         data["dataset"].pop("data_dir")
         if data["dataset"]["path"]:
             data["dataset"]["path"] = os.path.basename(data["dataset"]["path"])
@@ -240,6 +264,8 @@ def _coerce(value, tp, key):
     }[tp](value)
     if not ok:
         raise RecipeError(f"recipe key '{key}': must be {_type_name(tp)}, got {json.dumps(value)}")
+    if tp is float and not math.isfinite(value):
+        raise RecipeError(f"recipe key '{key}': must be a finite number, got {value}")
     if tp is float:
         return float(value)
     if tp is tuple:
@@ -274,12 +300,37 @@ def read(path) -> dict:
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}; pass a path such as recipes/quickstart_digits.json")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=_no_repeated_keys)
     except json.JSONDecodeError as err:
         raise RecipeError(f"recipe file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"recipe file {path} is not a UTF-8 text file; a recipe is a JSON object") from None
+    except RecipeError as err:
+        raise RecipeError(f"recipe file {path}: {err}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"recipe file {path} must hold a JSON object")
     return data
+
+
+def _no_repeated_keys(pairs):
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise RecipeError(f"key '{repeated[0]}' is set twice in one object; keep one value")
+    return dict(pairs)
+
+
+REQUIRED = ("name", "dataset", "model", "training", "pruning")
+
+
+def require_sections(data: dict, source):
+    """A recipe file states its experiment: name, dataset, model, training and pruning."""
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise RecipeError(
+            f"recipe {source} lacks section '{missing[0]}' (required: {', '.join(REQUIRED)}); "
+            "copy it from recipes/quickstart_digits.json"
+        )
 
 
 def set_value(data: dict, assignment: str) -> dict:
@@ -324,4 +375,5 @@ def load(path, overrides=(), data_path=None, rounds=None, trials=None) -> Recipe
         data.setdefault("pruning", {})["rounds"] = rounds
     if trials is not None:
         data["trials"] = trials
+    require_sections(data, path)
     return parse(data)

@@ -16,6 +16,7 @@ COLUMNS = (
     "early_stop_test_accuracy",
     "final_test_accuracy",
     "best_val_loss",
+    "status",
 )
 CURVE_COLUMNS = (
     "iteration", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
@@ -33,6 +34,7 @@ def summarize(trial, round_index, variant, weights_remaining, curve):
         "early_stop_test_accuracy": best["test_accuracy"],
         "final_test_accuracy": curve[-1]["test_accuracy"],
         "best_val_loss": best["val_loss"],
+        "status": "ok",
     }
 
 
@@ -57,24 +59,28 @@ def table(rows, variants):
     """The end-of-run table: per round, % remaining and each variant's early-stop
     iteration and test accuracy (means over trials)."""
     by_key = defaultdict(list)
+    failed = {(row["round"], row["variant"]) for row in rows if row.get("status") == "failed"}
     for row in rows:
-        by_key[(row["round"], row["variant"])].append(row)
+        if row.get("status", "ok") == "ok":
+            by_key[(row["round"], row["variant"])].append(row)
     rounds = sorted({row["round"] for row in rows})
     header = f"{'round':>5} {'remaining':>9}"
     for variant in variants:
         header += f" | {variant + ' ES iter':>20} {'test acc':>8}"
     lines = [header, "-" * len(header)]
     for round_index in rounds:
-        tickets = by_key[(round_index, "ticket")]
-        if not tickets:
+        remaining = [r["weights_remaining"] for r in rows if r["round"] == round_index and r["variant"] == "ticket"]
+        if not remaining:
             continue
-        line = f"{round_index:>5} {np.mean([r['weights_remaining'] for r in tickets]):>8.1f}%"
+        line = f"{round_index:>5} {np.mean(remaining):>8.1f}%"
         for variant in variants:
             found = by_key.get((round_index, variant)) or (by_key[(round_index, "ticket")] if round_index == 0 else [])
             if found:
                 iteration = np.mean([r["early_stop_iteration"] for r in found])
                 accuracy = np.mean([r["early_stop_test_accuracy"] for r in found])
                 line += f" | {iteration:>20.0f} {accuracy:>8.4f}"
+            elif (round_index, variant) in failed or (round_index == 0 and (0, "ticket") in failed):
+                line += f" | {'failed':>20} {'-':>8}"
             else:
                 line += f" | {'-':>20} {'-':>8}"
         lines.append(line)

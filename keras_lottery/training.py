@@ -98,9 +98,11 @@ class Evaluate(keras.callbacks.Callback):
             self.progress(row)
 
 
-def train(model, train_data, val_data, test_data, config, start_iteration=0, callbacks=(), progress=None):
+def train(model, train_data, val_data, test_data, config, start_iteration=0, callbacks=(), progress=None,
+          late_callbacks=()):
     """Train ``model`` (compiled, masks set) from ``start_iteration`` to ``config.iterations``.
 
+    ``late_callbacks`` run after each evaluation (e.g. checkpoints that save the curve).
     Returns the curve: one dict per evaluation.
     """
     if start_iteration % config.eval_every:
@@ -112,7 +114,7 @@ def train(model, train_data, val_data, test_data, config, start_iteration=0, cal
         steps_per_epoch=config.eval_every,
         initial_epoch=start_iteration // config.eval_every,
         epochs=config.iterations // config.eval_every,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks, evaluate],
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks, evaluate, *late_callbacks],
         verbose=0,
     )
     return evaluate.curve

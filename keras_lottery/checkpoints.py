@@ -1,0 +1,154 @@
+"""Mid-round checkpoints: a killed run resumes inside the round it was training.
+
+After an evaluation, every ``training.checkpoint_every`` iterations (default: about
+once a minute of training), the variant being trained saves
+``<variant>/checkpoints/it_<iteration>/``:
+
+- ``model.*``: a ``tf.train.Checkpoint`` of the wrapped model (weights and masks) and
+  the optimizer (slots and iteration count, which also drives the learning rate);
+- ``state.json``: the iteration, the evaluation curve so far, seconds trained;
+- ``rewind.npz``: θk, when the dense round has already captured it.
+
+The data position needs no saving: ``data.train_stream(start_step=iteration)`` is a
+pure function of (seed, step), so the batch order continues exactly. A checkpoint
+folder is written under a temporary name and renamed into place, so a folder with its
+final name is complete; older checkpoints are deleted after the rename. A checkpoint
+that cannot be read is reported and skipped (the next older one, or the start of the
+round, is used instead).
+"""
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from keras_lottery import storage, training
+from keras_lottery.backend import keras, tf
+
+AUTO_SECONDS = 60.0
+PREFIX = "it_"
+
+
+def folder(variant_dir):
+    return Path(variant_dir) / "checkpoints"
+
+
+def saved(variant_dir):
+    """Complete checkpoint folders of a variant, newest first."""
+    root = folder(variant_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]), reverse=True)
+
+
+def clear(variant_dir):
+    """Remove a variant's checkpoints (once its summary is written)."""
+    shutil.rmtree(folder(variant_dir), ignore_errors=True)
+
+
+class MidRound(keras.callbacks.Callback):
+    """Saves checkpoints during :func:`training.train` and restores the newest one.
+
+    Runs after the evaluation callback each epoch (``late_callbacks``), so the curve it
+    saves includes the evaluation just made. Feed it every curve row with :meth:`record`.
+    """
+
+    def __init__(self, variant_dir, config, model, rewind, log=print):
+        super().__init__()
+        self.variant_dir = Path(variant_dir)
+        self.every = config.checkpoint_every
+        self.end = config.iterations
+        self.eval_every = config.eval_every
+        self.wrapped = model
+        self.rewind = rewind
+        self.log = log
+        self.curve = []  # every evaluation row of the round, including those before a resume
+        self.seconds_before = 0.0  # training time spent by earlier processes
+        self.resumed_at = None
+        self._started = self._last_save = time.perf_counter()
+
+    def record(self, row):
+        self.curve.append(row)
+
+    def seconds(self):
+        return self.seconds_before + time.perf_counter() - self._started
+
+    # ---- saving ---------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._started = self._last_save = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        iteration = int(self.wrapped.optimizer.iterations.numpy())
+        if iteration >= self.end:
+            return  # the round is finishing: its results are written next
+        if self.every:
+            due = iteration % self.every == 0
+        else:
+            due = time.perf_counter() - self._last_save >= AUTO_SECONDS
+        if due:
+            self.save(iteration)
+
+    def _checkpoint(self):
+        return tf.train.Checkpoint(model=self.wrapped, optimizer=self.wrapped.optimizer)
+
+    def save(self, iteration):
+        root = folder(self.variant_dir)
+        final = root / f"{PREFIX}{iteration:09d}"
+        tmp = root / f".tmp-{final.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self._checkpoint().write(str(tmp / "model"))
+        if self.rewind.saved is not None:
+            storage.save_arrays(tmp / "rewind.npz", self.rewind.saved)
+        storage.write_json(tmp / "state.json", {
+            "iteration": iteration, "seconds": round(self.seconds(), 3), "curve": self.curve,
+        })
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for older in saved(self.variant_dir):
+            if older != final:
+                shutil.rmtree(older, ignore_errors=True)
+        for stale in root.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        self._last_save = time.perf_counter()
+
+    # ---- restoring ------------------------------------------------------------------
+
+    def restore(self, start_iteration):
+        """Load the newest readable checkpoint; return the iteration to train from.
+
+        Without one, returns ``start_iteration`` and leaves the model untouched.
+        """
+        for path in saved(self.variant_dir):
+            try:
+                iteration = self._load(path)
+            except Exception as err:  # corrupt or half-written by another tool
+                self.log(f"warning: checkpoint {path} is unreadable ({type(err).__name__}: {err}); ignoring it")
+                training.reset_optimizer(self.wrapped, start_iteration)
+                continue
+            self.resumed_at = iteration
+            return iteration
+        return start_iteration
+
+    def _load(self, path):
+        state = json.loads((path / "state.json").read_text())
+        iteration, curve = int(state["iteration"]), list(state["curve"])
+        if iteration % self.eval_every or not 0 < iteration < self.end:
+            raise ValueError(f"iteration {iteration} does not fit training.iterations {self.end}")
+        rewind_path = path / "rewind.npz"
+        rewind_saved = storage.load_arrays(rewind_path) if rewind_path.is_file() else None
+        optimizer = self.wrapped.optimizer
+        optimizer.build(self.wrapped.trainable_variables)
+        self._checkpoint().read(str(path / "model")).assert_existing_objects_matched()
+        if int(optimizer.iterations.numpy()) != iteration:
+            raise ValueError(f"optimizer is at iteration {int(optimizer.iterations.numpy())}, state says {iteration}")
+        self.curve = curve
+        self.seconds_before = float(state.get("seconds", 0.0))
+        self.rewind.weights = None  # the checkpoint already holds the weights and masks
+        if rewind_saved is not None:
+            self.rewind.saved = rewind_saved
+        return iteration

@@ -1,0 +1,70 @@
+"""Failed rounds: a NaN or infinite loss ends a variant, not the run.
+
+A variant whose loss stops being finite is recorded as failed: its ``summary.json``
+has ``"status": "failed"`` and the error, ``curve.csv`` the evaluations before it; no
+``final.npz`` is written. A failed variant counts as done (training is deterministic,
+so rerunning the same recipe would fail the same way; change the recipe, e.g. the
+learning rate, to get a new run directory).
+
+What can still run after a failure, within the same trial:
+
+- the other variants of the same round (their masks come from the previous round);
+- later rounds, unless the ticket they are pruned from failed: with iterative pruning
+  round r is pruned from round r-1's ticket, so a failed ticket stops its trial at that
+  round; with one-shot pruning every round is pruned from the dense round 0, so only a
+  failed round 0 stops the trial. A failed round-0 ticket also leaves no θk to rewind to.
+
+Other trials are independent and always continue.
+"""
+
+from keras_lottery import storage
+
+FAILED = "failed"
+OK = "ok"
+
+
+def status(row):
+    return row.get("status", OK)
+
+
+def failed_summary(trial, round_index, variant, weights_remaining, curve, error):
+    """The summary of a variant that diverged: no accuracies, and the reason."""
+    return {
+        "trial": trial,
+        "round": round_index,
+        "variant": variant,
+        "weights_remaining": round(weights_remaining, 4),
+        "early_stop_iteration": None,
+        "early_stop_test_accuracy": None,
+        "final_test_accuracy": None,
+        "best_val_loss": None,
+        "status": FAILED,
+        "error": str(error),
+        "failed_after_evaluations": len(curve),
+    }
+
+
+def is_failed(run_dir, trial, round_index, variant):
+    path = storage.variant_dir(run_dir, trial, round_index, variant) / "summary.json"
+    return path.is_file() and storage.read_json(path).get("status") == FAILED
+
+
+def blocking_round(run_dir, recipe, trial, round_index):
+    """The round whose failed ticket ``round_index`` would be pruned from, or None."""
+    if round_index == 0:
+        return None
+    sources = {0, round_index - 1 if recipe.pruning.method == "iterative" else 0}
+    for source in sorted(sources):
+        if is_failed(run_dir, trial, source, "ticket"):
+            return source
+    return None
+
+
+def describe(rows, run_dir):
+    """One line naming the failed variants and where to read why."""
+    failed = [row for row in rows if status(row) == FAILED]
+    first = failed[0]
+    return (
+        f"{len(failed)} of {len(rows)} variants failed, first trial {first['trial']} round {first['round']} "
+        f"{first['variant']}: {first.get('error')}; see {run_dir}/results.csv (status column)"
+    )

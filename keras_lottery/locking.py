@@ -1,0 +1,62 @@
+"""Run-directory lock: one process at a time trains in a run directory.
+
+The lock is ``fcntl.flock`` on ``<run>/.lock``. The kernel releases it when the holding
+process exits for any reason, SIGKILL included, so a killed run never leaves the
+directory locked: the file stays, the lock does not. The file records the holder's
+process id and start time for the refusal message. (Where ``fcntl`` is missing, as on
+Windows, runs are not locked.)
+"""
+
+import contextlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+LOCK_FILE = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another process is running in this run directory."""
+
+
+def _holder(path):
+    try:
+        info = json.loads(Path(path).read_text() or "{}")
+        return f"process {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextlib.contextmanager
+def hold(run_dir):
+    """Hold the lock of ``run_dir`` for the ``with`` block; refuse at once if it is taken."""
+    if fcntl is None:
+        yield
+        return
+    path = Path(run_dir) / LOCK_FILE
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(
+                f"run directory {run_dir} is in use by {_holder(path)}; wait for it to finish, "
+                "stop it, or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({
+            "pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
