@@ -62,6 +62,7 @@ class Run:
     rows: list
     recipe: dict = field(default_factory=dict)
     label: str = ""
+    failed: list = field(default_factory=list)  # rows of variants whose training diverged
 
     @property
     def name(self):
@@ -142,6 +143,8 @@ def load_run(path):
         )
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ReportError(f"{path}: the results file is not a list of result rows; rerun keras-lottery run to rewrite it")
+    failed = [row for row in rows if row.get("status") == "failed"]
+    rows = [row for row in rows if row.get("status") != "failed"]
     try:
         rows = [_typed(row) for row in rows]
     except (KeyError, TypeError, ValueError) as err:
@@ -151,7 +154,7 @@ def load_run(path):
     if not any(row["round"] == 0 and row["variant"] == "ticket" for row in rows):
         raise ReportError(f"{path}: the dense network (round 0) has not finished yet; nothing to report")
     recipe = storage.read_json(path / "recipe.json") if (path / "recipe.json").is_file() else {}
-    return Run(path=path, rows=rows, recipe=recipe)
+    return Run(path=path, rows=rows, recipe=recipe, failed=failed)
 
 
 IGNORED_KEYS = ("name", "description", "controls", "trials", "dataset.path", "dataset.data_dir")
@@ -321,6 +324,10 @@ def markdown(runs, figures):
         for variant in run.variants:
             lines += ["", f"### {variant}", "", variant_table(run, variant)]
         lines += ["", "### Does the ticket win?", "", comparison_table(run)]
+        if run.failed:
+            lines += ["", "### Failed (left out of the tables and figures)", "",
+                      "| trial | round | variant | error |", "|---:|---:|:--|:--|"]
+            lines += [f"| {r['trial']} | {r['round']} | {r['variant']} | {r.get('error', '')} |" for r in run.failed]
     if figures:
         lines += ["", "## Figures", ""]
         for caption, name in figures.items():

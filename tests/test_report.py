@@ -212,7 +212,10 @@ def test_diverged_run_reports_its_finished_rounds(tmp_path, write_recipe, tiny_r
     run = tmp_path / "run"
     recipe = write_recipe(tiny_recipe(controls=["random_reinit"]))
     result = CliRunner().invoke(main, ["run", str(recipe), "--out", str(run)])
-    assert result.exit_code == 1 and "training diverged" in result.output
+    assert result.exit_code == 1 and "1 of 5 variants failed" in result.output
     assert f"report: {run / 'report' / 'report.md'}" in result.output
-    ticket = section((run / "report" / "report.md").read_text(), "### ticket")
+    text = (run / "report" / "report.md").read_text()
+    ticket = section(text, "### ticket")
     assert [cells(line)[0] for line in ticket[2:]] == ["1"]
+    failed = section(text, "### Failed (left out of the tables and figures)")
+    assert [cells(line)[:3] for line in failed[2:]] == [["0", "2", "ticket"]]
