@@ -165,21 +165,23 @@ def describe(strategy, config, batch_size):
         line += f" on {', '.join(strategy.extended.worker_devices)}"
     task_type, task_id = task(strategy)
     if task_type is not None:
-        workers = len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])) or 1
+        cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+        workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
         role = "chief, writes the run directory" if is_chief(strategy) else "not the chief, writes a scratch directory"
         line += f"; this is {task_type} {task_id} of {workers} ({role})"
     return line
 
 
-def check_same_progress(strategy, finished):
+def check_same_progress(strategy, rows):
     """Refuse to start when workers hold different finished rounds: they would wait on
     each other forever, since each trains only what its own directory lacks.
 
-    ``finished`` lists this worker's finished ``(trial, round, variant)``.
+    ``rows`` are the result rows of this worker's finished variants.
     """
     if task(strategy)[0] is None:
         return
-    code = float(zlib.crc32(json.dumps(sorted(map(list, finished))).encode()) % 2**20)
+    finished = sorted([row["trial"], row["round"], row["variant"]] for row in rows)
+    code = float(zlib.crc32(json.dumps(finished).encode()) % 2**20)
     codes = strategy.gather(strategy.run(lambda: tf.constant([code], tf.float64)), axis=0).numpy()
     if len(set(codes.tolist())) > 1:
         raise DistributeError(

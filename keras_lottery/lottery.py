@@ -217,6 +217,6 @@ def run(recipe, out=None, log=print):
         "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
     })
     log(f"run directory: {run_dir}")
-    distribute.check_same_progress(strategy, [(r["trial"], r["round"], r["variant"]) for r in results.collect(run_dir, recipe)])
+    distribute.check_same_progress(strategy, results.collect(run_dir, recipe))  # multi-worker resume
     rows = experiment.run()
     return run_dir, rows

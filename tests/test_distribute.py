@@ -273,6 +273,10 @@ def test_two_workers_match_a_single_process(recipe_file, single_device_run):
     scratch = out.parent / f"{out.name}.workertemp_1"
     assert rows(scratch) == rows(out)
     assert not list(out.glob("*workertemp*"))
+    # A rerun resumes on both workers: everything is finished, nothing is trained again.
+    for returncode, stdout, stderr in run_workers(["run", recipe_file, "--out", out, "--strategy", "multi_worker"]):
+        assert returncode == 0, stderr[-2000:]
+        assert "training" not in stdout and "4 results" in stdout
 
 
 def test_workers_with_different_progress_refuse_to_start(recipe_file, single_device_run, tmp_path):
