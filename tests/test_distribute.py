@@ -134,7 +134,8 @@ def test_unknown_device_is_refused():
         distribute.mirrored(["/gpu:7"])
 
 
-def test_unreachable_tpu_is_a_one_line_error():
+def test_unreachable_tpu_is_a_one_line_error(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
     with pytest.raises(distribute.DistributeError) as err:
         distribute.tpu(None)
     assert str(err.value).startswith("no TPU reachable at the default address")
