@@ -155,7 +155,7 @@ def work_dir(run_dir, strategy):
 
 
 def describe(strategy, config, batch_size):
-    """One line: the strategy, its replicas, the batch split, and this worker's role."""
+    """One line: the strategy, its replicas, the batch split (refused if uneven), and this worker's role."""
     replicas = strategy.num_replicas_in_sync
     line = (
         f"strategy: {config.strategy} with {replicas} replica{'s' if replicas > 1 else ''}, "
