@@ -27,6 +27,9 @@ from keras_lottery import storage, training
 from keras_lottery.backend import keras, tf
 
 AUTO_SECONDS = 60.0
+# With several workers every process must checkpoint at the same iterations (a time-based
+# cadence would differ between workers), so the default becomes every 10 evaluations.
+MULTI_WORKER_EVALUATIONS = 10
 PREFIX = "it_"
 
 
@@ -55,10 +58,12 @@ class MidRound(keras.callbacks.Callback):
     saves includes the evaluation just made. Feed it every curve row with :meth:`record`.
     """
 
-    def __init__(self, variant_dir, config, model, rewind, log=print):
+    def __init__(self, variant_dir, config, model, rewind, log=print, same_cadence_everywhere=False):
         super().__init__()
         self.variant_dir = Path(variant_dir)
         self.every = config.checkpoint_every
+        if self.every is None and same_cadence_everywhere:
+            self.every = MULTI_WORKER_EVALUATIONS * config.eval_every
         self.end = config.iterations
         self.eval_every = config.eval_every
         self.wrapped = model

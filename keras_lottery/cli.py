@@ -9,12 +9,13 @@ import click
 
 def _usage_errors():
     from keras_lottery.data import DataError
+    from keras_lottery.distribute import DistributeError
     from keras_lottery.export import ExportError
     from keras_lottery.locking import RunLockedError
     from keras_lottery.lottery import RunDirError
     from keras_lottery.recipe import RecipeError
 
-    return RecipeError, DataError, RunDirError, ExportError, RunLockedError
+    return RecipeError, DataError, RunDirError, ExportError, RunLockedError, DistributeError
 
 
 def _fail(err, code=2):
@@ -35,10 +36,14 @@ def main():
 @click.option("--rounds", type=int, help="Training rounds including the dense round 0.")
 @click.option("--trials", type=int, help="Independent trials (different θ0).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=JSON", help="Override a recipe field; repeatable.")
-def run(recipe_path, out, data_path, rounds, trials, overrides):
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multi_worker", "tpu"]),
+              help="tf.distribute strategy (overrides distribute.strategy).")
+def run(recipe_path, out, data_path, rounds, trials, overrides, strategy):
     """Run the experiment in RECIPE (a JSON file, e.g. recipes/quickstart_digits.json)."""
     from keras_lottery import recipe as recipes
 
+    if strategy:
+        overrides = (*overrides, f"distribute.strategy={strategy}")
     try:
         recipe = recipes.load(recipe_path, overrides, data_path, rounds, trials)
     except recipes.RecipeError as err:

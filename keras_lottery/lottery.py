@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_lottery import data, masking, models, pruning, results, storage, summaries, training
+from keras_lottery import data, distribute, masking, models, pruning, results, storage, summaries, training
 from keras_lottery import checkpoints, failures, integrity, locking
 from keras_lottery.backend import keras, tf
 from keras_lottery.recipe import RecipeError, parse
@@ -79,9 +79,11 @@ def start_weights(run_dir, recipe, trial, round_index, variant, initial_weights)
 class Experiment:
     """One recipe's model, data and run directory; :meth:`run` does all the rounds."""
 
-    def __init__(self, recipe, run_dir, splits, log=print):
+    def __init__(self, recipe, run_dir, splits, log=print, strategy=None):
         self.recipe, self.run_dir, self.splits, self.log = recipe, Path(run_dir), splits, log
-        plain = self.build_plain(0)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():  # the model's variables are mirrored on every replica
+            plain = self.build_plain(0)
         self.kernel_sizes = models.kernel_sizes(plain)
         self.rates = pruning.layer_rates(models.layer_kinds(plain), recipe.pruning.rates)
         if not self.rates:
@@ -89,8 +91,9 @@ class Experiment:
                 f"recipe key 'pruning.rates': no layer of {recipe.model.name} has a kind in "
                 f"{sorted(recipe.pruning.rates)}; its layers are {sorted(set(models.layer_kinds(plain).values()))}"
             )
-        self.model = masking.wrap(plain, self.rates)
-        training.compile_model(self.model, recipe.training)
+        with self.strategy.scope():
+            self.model = masking.wrap(plain, self.rates)
+            training.compile_model(self.model, recipe.training)
         batch = recipe.training.eval_batch_size
         self.val_data = data.eval_dataset(splits.x_val, splits.y_val, batch)
         self.test_data = data.eval_dataset(splits.x_test, splits.y_test, batch)
@@ -170,7 +173,8 @@ class Experiment:
             weights=self.start_weights(trial, round_index, variant),
             masks=masks,
         )
-        resume = checkpoints.MidRound(out, config, self.model, rewind, self.log)
+        several_workers = distribute.task(self.strategy)[0] is not None
+        resume = checkpoints.MidRound(out, config, self.model, rewind, self.log, same_cadence_everywhere=several_workers)
         round_start, start_iteration = start_iteration, resume.restore(start_iteration)
         stream = data.train_stream(
             self.splits.x_train, self.splits.y_train, config.batch_size,
@@ -235,10 +239,12 @@ class Experiment:
 
 def run(recipe, out=None, log=print):
     """Run ``recipe``: load data, claim the run directory, train every round; return rows."""
+    strategy = distribute.create(recipe.distribute)  # first: multi-worker needs it before any TF op
+    log(distribute.describe(strategy, recipe.distribute, recipe.training.batch_size))
     tf.config.experimental.enable_op_determinism()
     splits = data.load(recipe.dataset)
-    run_dir = run_dir_for(recipe, out)
-    experiment = Experiment(recipe, run_dir, splits, log)  # refuses a model it cannot prune
+    run_dir = distribute.work_dir(run_dir_for(recipe, out), strategy)  # non-chief workers: scratch
+    experiment = Experiment(recipe, run_dir, splits, log, strategy)  # refuses a model it cannot prune
     claim_run_dir(recipe, run_dir)
     with locking.hold(run_dir):  # refuses a second process at once
         storage.write_json(run_dir / "recipe.json", recipe.to_dict())
@@ -246,5 +252,6 @@ def run(recipe, out=None, log=print):
             "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
         })
         log(f"run directory: {run_dir}")
+        distribute.check_same_progress(strategy, results.collect(run_dir, recipe))  # multi-worker resume
         rows = experiment.run()
     return run_dir, rows

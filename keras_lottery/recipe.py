@@ -20,6 +20,7 @@ CONTROLS = VARIANTS[1:]
 LAYER_KINDS = ("conv", "dense", "output", "shortcut")
 DATASETS = ("mnist", "cifar10", "digits", "npz")
 OPTIMIZERS = ("adam", "sgd")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 INITIALIZERS = (
     "glorot_normal",
     "glorot_uniform",
@@ -166,6 +167,26 @@ class RewindConfig:
 
 
 @dataclass(frozen=True)
+class DistributeConfig:
+    """How to spread training over devices; does not change results, so not hashed."""
+
+    strategy: str = "default"
+    devices: Optional[tuple] = None
+    tpu: Optional[str] = None
+
+    def check(self, key):
+        _require(self.strategy in STRATEGIES, f"{key}.strategy", f"one of {', '.join(STRATEGIES)}", self.strategy)
+        if self.devices is not None:
+            _require(
+                len(self.devices) > 0 and all(isinstance(d, str) and d for d in self.devices),
+                f"{key}.devices", "null or a non-empty list of device names such as \"/gpu:0\"", list(self.devices),
+            )
+            _require(self.strategy == "mirrored", f"{key}.devices", "null unless strategy is 'mirrored'", list(self.devices))
+        if self.tpu is not None:
+            _require(self.strategy == "tpu", f"{key}.tpu", "null unless strategy is 'tpu'", self.tpu)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str = "experiment"
     description: str = ""
@@ -174,6 +195,7 @@ class Recipe:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     rewind: RewindConfig = field(default_factory=RewindConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
     controls: tuple = CONTROLS
     trials: int = 1
     seed: int = 0
@@ -183,7 +205,7 @@ class Recipe:
             bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
             "name", "a non-empty name of letters, digits, '-', '_' or '.'", self.name,
         )
-        for section in ("dataset", "model", "training", "pruning", "rewind"):
+        for section in ("dataset", "model", "training", "pruning", "rewind", "distribute"):
             getattr(self, section).check(section)
         for control in self.controls:
             _require(control in CONTROLS, "controls", f"a list of {', '.join(CONTROLS)}", control)
@@ -211,10 +233,11 @@ class Recipe:
         """The part of the recipe that determines results already computed.
 
         Rounds, trials and controls only add work: a rerun with more of them continues
-        in the same run directory.
+        in the same run directory. The distribution strategy changes where, not what,
+        the recipe trains.
         """
         data = self.to_dict()
-        for key in ("name", "description", "controls", "trials"):
+        for key in ("name", "description", "controls", "trials", "distribute"):
             data.pop(key)
         data["pruning"].pop("rounds")
         data["training"].pop("checkpoint_every", None)  # when to checkpoint does not change results
