@@ -143,7 +143,6 @@ class Experiment:
 
     def run(self):
         recipe = self.recipe
-        integrity.repair(self.run_dir, recipe, self.log)
         for trial in range(recipe.trials):
             self.theta0(trial)
             for round_index in range(recipe.pruning.rounds):
@@ -252,6 +251,7 @@ def run(recipe, out=None, log=print):
             "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
         })
         log(f"run directory: {run_dir}")
+        integrity.repair(run_dir, recipe, log)  # damaged files are redone, never read as finished
         distribute.check_same_progress(strategy, results.collect(run_dir, recipe))  # multi-worker resume
         rows = experiment.run()
     return run_dir, rows
