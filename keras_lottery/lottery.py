@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lottery import data, masking, models, pruning, results, storage, summaries, training
+from keras_lottery import augment, regularization
 from keras_lottery.backend import keras, tf
 from keras_lottery.recipe import RecipeError, parse
 from keras_lottery.rewinding import Rewind
@@ -84,6 +85,7 @@ class Experiment:
                 f"{sorted(recipe.pruning.rates)}; its layers are {sorted(set(models.layer_kinds(plain).values()))}"
             )
         self.model = masking.wrap(plain, self.rates)
+        regularization.add_weight_decay(self.model, recipe.training.weight_decay)
         training.compile_model(self.model, recipe.training)
         batch = recipe.training.eval_batch_size
         self.val_data = data.eval_dataset(splits.x_val, splits.y_val, batch)
@@ -160,6 +162,7 @@ class Experiment:
         stream = data.train_stream(
             self.splits.x_train, self.splits.y_train, config.batch_size,
             seed=derive_seed(recipe.seed, trial, "data"), start_step=start_iteration,
+            augment=augment.flip_and_crop if recipe.dataset.augment else None,
         )
         label = f"trial {trial} round {round_index}/{recipe.pruning.rounds - 1} {variant}"
         self.log(f"{label}: training {remaining:.1f}% of weights for {config.iterations - start_iteration} iterations")
