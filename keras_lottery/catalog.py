@@ -54,7 +54,10 @@ def rows(directory=None):
     counts = {}
     result = []
     for path in recipe_paths(directory):
-        recipe = recipes.load(path)
+        try:
+            recipe = recipes.load(path)
+        except recipes.RecipeError as err:
+            raise recipes.RecipeError(f"{path}: {err}") from None
         key = json.dumps([recipe.model.name, recipe.model.hidden, recipe.dataset.name])
         if key not in counts:
             counts[key] = kernel_weight_count(recipe)

@@ -10,12 +10,12 @@ entries are exactly zero: they add nothing to the loss and get no decay gradient
 only the survivors decay. Biases and batch-normalization parameters are not decayed.
 """
 
-from keras_lottery import masking, models
+from keras_lottery import masking
 from keras_lottery.backend import keras, tf
 
 
 def l2_factor(weight_decay):
-    """The Keras L2 factor ``l`` equivalent to decoupled-from-nothing SGD decay ``λ``."""
+    """The Keras L2 factor ``l`` whose gradient equals SGD weight decay ``λ``: ``l = λ / 2``."""
     return weight_decay / 2.0
 
 
@@ -30,7 +30,3 @@ def add_weight_decay(model, weight_decay):
             layer.add_loss(lambda kernel=layer.kernel: factor * tf.reduce_sum(tf.square(kernel)))
     return model
 
-
-def decayed_layers(model):
-    """Names of the layers whose kernels :func:`add_weight_decay` decays."""
-    return [layer.name for layer in models.kernel_layers(model)]
