@@ -115,5 +115,39 @@ def report_command(run_dirs, out, curve_rounds):
     click.echo(f"report: {path}")
 
 
+@main.group(invoke_without_command=True)
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Recipe folder (default: the shipped recipes/).")
+@click.pass_context
+def recipes(ctx, directory):
+    """List the recipes: name, model, dataset, kernel weights, what the paper shows."""
+    ctx.obj = directory
+    if ctx.invoked_subcommand is not None:
+        return
+    from keras_lottery import catalog
+
+    try:
+        click.echo(catalog.table(catalog.rows(directory)))
+    except _usage_errors() as err:
+        _fail(err)
+
+
+@recipes.command("show")
+@click.argument("name")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=JSON", help="Override a recipe field; repeatable.")
+@click.pass_obj
+def show_recipe(directory, name, overrides):
+    """Print recipe NAME (e.g. conv2_cifar10) with every default filled in."""
+    import json
+
+    from keras_lottery import catalog
+    from keras_lottery import recipe as recipes_module
+
+    try:
+        recipe = recipes_module.load(catalog.find(name, directory), overrides)
+    except _usage_errors() as err:
+        _fail(err)
+    click.echo(json.dumps(recipe.to_dict(), indent=2, ensure_ascii=False))
+
+
 if __name__ == "__main__":
     main()

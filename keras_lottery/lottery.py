@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_lottery import data, distribute, masking, models, pruning, results, storage, summaries, training
-from keras_lottery import checkpoints, failures, integrity, locking
+from keras_lottery import augment, data, distribute, masking, models, pruning, regularization, results
+from keras_lottery import checkpoints, failures, integrity, locking, storage, summaries, training
 from keras_lottery.backend import keras, tf
 from keras_lottery.recipe import RecipeError, parse
 from keras_lottery.rewinding import Rewind
@@ -93,6 +93,7 @@ class Experiment:
             )
         with self.strategy.scope():
             self.model = masking.wrap(plain, self.rates)
+            regularization.add_weight_decay(self.model, recipe.training.weight_decay)
             training.compile_model(self.model, recipe.training)
         batch = recipe.training.eval_batch_size
         self.val_data = data.eval_dataset(splits.x_val, splits.y_val, batch)
@@ -178,6 +179,7 @@ class Experiment:
         stream = data.train_stream(
             self.splits.x_train, self.splits.y_train, config.batch_size,
             seed=derive_seed(recipe.seed, trial, "data"), start_step=start_iteration,
+            augment=augment.flip_and_crop if recipe.dataset.augment else None,
         )
         label = f"trial {trial} round {round_index}/{recipe.pruning.rounds - 1} {variant}"
         self.log(f"{label}: training {remaining:.1f}% of weights for {config.iterations - round_start} iterations")

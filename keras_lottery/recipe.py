@@ -216,11 +216,12 @@ class Recipe:
             self.rewind.iteration < self.training.iterations, "rewind.iteration",
             f"an iteration before the end of training ({self.training.iterations})", self.rewind.iteration,
         )
-        _require(
-            self.rewind.iteration % self.training.eval_every == 0, "rewind.iteration",
-            f"a multiple of training.eval_every ({self.training.eval_every}), where pruned rounds start",
-            self.rewind.iteration,
-        )
+        if self.rewind.iteration % self.training.eval_every:
+            raise RecipeError(
+                f"recipe key 'rewind.iteration': must be a multiple of training.eval_every "
+                f"({self.training.eval_every}) because pruned rounds start training there, "
+                f"got {self.rewind.iteration}; change one of them"
+            )
 
     @property
     def variants(self):

@@ -10,11 +10,16 @@ dense layer, and any other dense layer is a hidden fully-connected layer.
 """
 
 from keras_lottery.backend import keras
-from keras_lottery.models import lenet
+from keras_lottery.models import conv, lenet, resnet, vgg
 
 MODELS = {
     "lenet_300_100": lenet.lenet_300_100,
     "mlp": lenet.mlp,
+    "conv2": conv.conv2,
+    "conv4": conv.conv4,
+    "conv6": conv.conv6,
+    "vgg19": vgg.vgg19,
+    "resnet18": resnet.resnet18,
 }
 
 

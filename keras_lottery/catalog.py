@@ -1,0 +1,80 @@
+"""The recipe catalog: the recipes shipped in ``recipes/``, listed without loading data.
+
+Each row names the recipe, its model and dataset, the model's kernel weight count on
+the dataset's input shape (the count the paper reports) and a one-line description.
+"""
+
+import json
+from pathlib import Path
+
+from keras_lottery import recipe as recipes
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+# Input shape and classes of each named dataset, so models can be built without data.
+DATASET_SHAPES = {"mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10), "digits": ((8, 8, 1), 10)}
+
+
+def recipe_paths(directory=None):
+    """The ``*.json`` recipe files of ``directory`` (default: the shipped ``recipes/``), by name."""
+    directory = Path(directory) if directory else RECIPES_DIR
+    if not directory.is_dir():
+        raise recipes.RecipeError(f"recipe folder not found: {directory}; pass --dir to the folder holding recipes")
+    return sorted(directory.glob("*.json"))
+
+
+def find(name, directory=None):
+    """The recipe file called ``name`` (a file name with or without .json, or a path)."""
+    path = Path(name)
+    if path.suffix == ".json" and path.is_file():
+        return path
+    paths = {p.stem: p for p in recipe_paths(directory)}
+    if path.stem in paths:
+        return paths[path.stem]
+    raise recipes.RecipeError(f"no recipe named {name!r}; `keras-lottery recipes` lists {', '.join(paths)}")
+
+
+def headline(description):
+    """The description up to its citation: the text before the first '): ', else all of it."""
+    head, found, _ = description.partition("): ")
+    return head + ")" if found else description
+
+
+def kernel_weight_count(recipe):
+    """The model's kernel weights on the dataset's input shape, or None for npz data."""
+    from keras_lottery import models
+
+    if recipe.dataset.name not in DATASET_SHAPES:
+        return None
+    shape, classes = DATASET_SHAPES[recipe.dataset.name]
+    return models.kernel_weight_count(models.build(recipe.model, shape, classes, seed=0))
+
+
+def rows(directory=None):
+    """One dict per recipe file: name, model, dataset, weights, description."""
+    counts = {}
+    result = []
+    for path in recipe_paths(directory):
+        try:
+            recipe = recipes.load(path)
+        except recipes.RecipeError as err:
+            raise recipes.RecipeError(f"{path}: {err}") from None
+        key = json.dumps([recipe.model.name, recipe.model.hidden, recipe.dataset.name])
+        if key not in counts:
+            counts[key] = kernel_weight_count(recipe)
+        result.append({
+            "name": recipe.name, "model": recipe.model.name, "dataset": recipe.dataset.name,
+            "weights": counts[key], "description": headline(recipe.description),
+        })
+    return result
+
+
+def table(catalog_rows):
+    """A plain-text table of :func:`rows`, one recipe per line."""
+    header = ("recipe", "model", "dataset", "weights", "description")
+    lines = [[r["name"], r["model"], r["dataset"], "?" if r["weights"] is None else f"{r['weights']:,}",
+              r["description"]] for r in catalog_rows]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
+    fmt = lambda cells: "  ".join(  # noqa: E731
+        str(c).rjust(w) if i == 3 else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    ).rstrip()
+    return "\n".join([fmt(header)] + [fmt(line) for line in lines])
