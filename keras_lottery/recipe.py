@@ -94,6 +94,8 @@ class TrainingConfig:
     lr_drops: tuple = ()
     lr_drop_factor: float = 0.1
     checkpoint_every: Optional[int] = None  # iterations; None: about once a minute
+    steps_per_execution: int = 1
+    jit_compile: bool = False
 
     def check(self, key):
         _require(self.optimizer in OPTIMIZERS, f"{key}.optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
@@ -131,6 +133,12 @@ class TrainingConfig:
             self.warmup_iterations < self.iterations, f"{key}.warmup_iterations",
             f"fewer than training.iterations ({self.iterations})", self.warmup_iterations,
         )
+        _require(self.steps_per_execution >= 1, f"{key}.steps_per_execution", "an integer >= 1", self.steps_per_execution)
+        if self.eval_every % self.steps_per_execution:
+            raise RecipeError(
+                f"recipe key '{key}.steps_per_execution': must divide training.eval_every "
+                f"({self.eval_every}), got {self.steps_per_execution}"
+            )
 
 
 @dataclass(frozen=True)
@@ -243,6 +251,10 @@ class Recipe:
         data["pruning"].pop("rounds")
         data["training"].pop("checkpoint_every", None)  # when to checkpoint does not change results
         data["dataset"].pop("data_dir")
+        # Speed settings: steps_per_execution gives bit-identical results; XLA does not.
+        data["training"].pop("steps_per_execution")
+        if not data["training"]["jit_compile"]:
+            data["training"].pop("jit_compile")
         if data["dataset"]["path"]:
             data["dataset"]["path"] = os.path.basename(data["dataset"]["path"])
         return data

@@ -9,6 +9,7 @@ the lowest validation loss.
 import math
 import time
 
+from keras_lottery import evaluation
 from keras_lottery.backend import keras, tf, tfmot
 
 
@@ -53,6 +54,8 @@ def compile_model(model, config):
         optimizer=make_optimizer(config),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=getattr(config, "steps_per_execution", 1),
+        jit_compile=getattr(config, "jit_compile", False),
     )
 
 
@@ -65,25 +68,37 @@ def reset_optimizer(model, start_iteration=0):
 
 
 class Evaluate(keras.callbacks.Callback):
-    """Every ``eval_every`` steps: record train loss, validation and test metrics."""
+    """Every ``eval_every`` steps: record train loss, validation and test metrics.
 
-    def __init__(self, test_data, eval_every, start_iteration, progress=None):
+    Validation and test run in one compiled pass (:mod:`keras_lottery.evaluation`);
+    their metrics are added to ``logs`` as ``val_*`` and ``test_*``.
+    """
+
+    def __init__(self, test_data, eval_every, start_iteration, progress=None, val_data=None):
         super().__init__()
         self.test_data = test_data
+        self.val_data = val_data
         self.eval_every = eval_every
         self.start_iteration = start_iteration
         self.progress = progress
         self.curve = []
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        logs = {} if logs is None else logs
+        if self.val_data is not None:
+            evaluated = evaluation.evaluator(self.model, self.val_data, self.test_data)()
+            for split, prefix in (("val", "val_"), ("test", "test_")):
+                logs.update({prefix + k: v for k, v in evaluated[split].items()})
         if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
             self.model.stop_training = True
             raise DivergedError(
                 f"loss became {logs.get('loss')} at iteration {(epoch + 1) * self.eval_every}; "
                 "lower training.learning_rate or add warmup"
             )
-        test = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
+        if self.val_data is not None:
+            test = {"loss": logs["test_loss"], "accuracy": logs["test_accuracy"]}
+        else:
+            test = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
         row = {
             "iteration": (epoch + 1) * self.eval_every,
             "train_loss": float(logs["loss"]),
@@ -107,10 +122,9 @@ def train(model, train_data, val_data, test_data, config, start_iteration=0, cal
     """
     if start_iteration % config.eval_every:
         raise ValueError("the start iteration must be a multiple of training.eval_every")
-    evaluate = Evaluate(test_data, config.eval_every, start_iteration, progress)
+    evaluate = Evaluate(test_data, config.eval_every, start_iteration, progress, val_data=val_data)
     model.fit(
         train_data,
-        validation_data=val_data,
         steps_per_epoch=config.eval_every,
         initial_epoch=start_iteration // config.eval_every,
         epochs=config.iterations // config.eval_every,
