@@ -50,14 +50,17 @@ class Clock:
         return seconds
 
 
+EVALUATION_CLOCK = Clock()  # time in the evaluation callback (evaluation, curve row, progress log)
+training.Evaluate.on_epoch_end = EVALUATION_CLOCK.wrap(training.Evaluate.on_epoch_end)
+
+
 def keras_lottery_arm(name, splits, args, run_dir):
     """A real round (round 1 ticket), with clocks on ``model.fit`` and on the evaluation callback."""
     recipe = common.make_recipe(name, args.iterations, args.eval_every, args.eval_batch_size,
                                 args.steps_per_execution, args.jit, validation_size=len(splits.x_val))
     experiment = lottery.Experiment(recipe, run_dir, splits, log=lambda *a: None)
-    fit_clock, eval_clock = Clock(), Clock()
+    fit_clock, eval_clock = Clock(), EVALUATION_CLOCK
     experiment.model.fit = fit_clock.wrap(experiment.model.fit)
-    training.Evaluate.on_epoch_end = eval_clock.wrap(training.Evaluate.on_epoch_end)
     experiment.theta0(0)
     experiment.train_variant(0, 0, "ticket")  # the dense round: builds masks for round 1, traces everything
     experiment.train_variant(0, 1, "ticket")
