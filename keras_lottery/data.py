@@ -7,6 +7,7 @@ the training stream is reshuffled every epoch in an order fixed by the trial's s
 """
 
 import socket
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,23 @@ def load_tfds(name, data_dir=None):
     return x_train, y_train, x_test, y_test
 
 
+_TENSORS = {}  # id(array) -> tensor of it, dropped when the array is garbage-collected
+
+
+def as_tensor(array):
+    """``array`` as a tensor, converted once while the array lives.
+
+    Every round builds a new training stream; sharing one tensor of the training images
+    keeps a round from copying them again (and, until Python's cycle collector runs,
+    from holding the previous round's copy: +1 copy of x_train per round otherwise).
+    """
+    key = id(array)
+    if key not in _TENSORS:
+        _TENSORS[key] = tf.constant(array)
+        weakref.finalize(array, _TENSORS.pop, key, None)
+    return _TENSORS[key]
+
+
 def train_stream(x, y, batch_size, seed, start_step=0, augment=None):
     """An endless batch stream, reshuffled every epoch, starting at batch ``start_step``.
 
@@ -196,7 +214,7 @@ def train_stream(x, y, batch_size, seed, start_step=0, augment=None):
     n = len(x)
     skip = start_step * batch_size
     first_epoch, offset = divmod(skip, n)
-    images, labels = tf.constant(x), tf.constant(y)
+    images, labels = as_tensor(x), as_tensor(y)
 
     def epoch_indices(epoch):
         return tf.data.Dataset.from_tensor_slices(

@@ -6,6 +6,7 @@ The curve holds one row per evaluation; the early-stopping iteration is the row 
 the lowest validation loss.
 """
 
+import gc
 import math
 import time
 
@@ -131,6 +132,7 @@ def train(model, train_data, val_data, test_data, config, start_iteration=0, cal
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks, evaluate, *late_callbacks],
         verbose=0,
     )
+    gc.collect()  # free this round's stream and callbacks (reference cycles) now, not rounds later
     return evaluate.curve
 
 
