@@ -122,3 +122,20 @@ def test_compile_model_passes_speed_settings(tiny_recipe):
     assert int(model._steps_per_execution.numpy()) == 4
     assert model._jit_compile is True
     assert isinstance(model, keras.Model)
+
+
+def test_training_streams_share_one_tensor_of_the_images():
+    import gc
+
+    x = np.arange(40, dtype=np.float32).reshape(10, 2, 2, 1)
+    y = np.arange(10, dtype=np.int32)
+    tensor = data.as_tensor(x)
+    assert data.as_tensor(x) is tensor
+    first = next(iter(data.train_stream(x, y, 5, seed=3)))
+    second = next(iter(data.train_stream(x, y, 5, seed=3)))
+    np.testing.assert_array_equal(first[0].numpy(), second[0].numpy())
+    np.testing.assert_array_equal(first[0].numpy(), x[first[1].numpy()])
+    key = id(x)
+    del x, tensor, first, second
+    gc.collect()
+    assert key not in data._TENSORS
