@@ -164,7 +164,8 @@ def main(argv=None):
     parser.add_argument("--eval-batch-size", type=int, default=1000)
     parser.add_argument("--val-size", type=int, help="validation examples (default 5000 Lenet, 1000 Conv-2)")
     parser.add_argument("--test-size", type=int, help="test examples (default 10000 Lenet, 1000 Conv-2)")
-    parser.add_argument("--steps-per-execution", type=int, default=1, help="for keras-lottery and plain tf_keras")
+    parser.add_argument("--steps-per-execution", type=int, default=20,
+                        help="for keras-lottery and plain tf_keras (recipes/lenet300_mnist.json uses 20)")
     parser.add_argument("--jit", action="store_true", help="XLA (jit_compile) for keras-lottery and plain tf_keras")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
