@@ -128,6 +128,7 @@ def benchmark(name, args, log):
     fit = parts["fit"]
     result = {
         "model": name,
+        "data": f"{description}; {args.iterations} iterations per timed round",
         # Throughput of training with evaluation at the cadence (model.fit), as in a 50K-iteration round.
         "keras-lottery": args.iterations / statistics.median(fit),
         "plain tf_keras": args.iterations / statistics.median(times["plain tf_keras"]),
@@ -196,6 +197,8 @@ def main(argv=None):
           f"{args.eval_every} iterations (eval batch {args.eval_batch_size}), medians of {args.repeats} "
           "interleaved repeats")
     print(common.table(header, rows))
+    for r in results:
+        print(f"- {r['model']}: {r['data']}")
     lenet = [r for r in results if r["model"] == "lenet"]
     if lenet:
         per_iteration = lenet[0]["fit seconds"] / args.iterations
