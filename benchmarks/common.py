@@ -15,29 +15,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from keras_lottery import data, models, recipe as recipes  # noqa: E402
-from keras_lottery.backend import keras  # noqa: E402
+from keras_lottery import data, recipe as recipes  # noqa: E402
 
 MNIST = Path(os.environ.get("KERAS_LOTTERY_MNIST", ROOT.parent / "shared" / "data" / "mnist.npz"))
 
-
-def conv2(input_shape, num_classes, config, kernel_init):
-    """Conv-2 (the paper's Figure 2): conv 64, 64, max-pool, dense 256, 256, 10."""
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    for index in (1, 2):
-        x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", kernel_initializer=kernel_init(),
-                                name=f"conv{index}")(x)
-    x = keras.layers.MaxPooling2D(2, name="pool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    for index in (1, 2):
-        x = keras.layers.Dense(256, activation="relu", kernel_initializer=kernel_init(), name=f"fc{index}")(x)
-    outputs = keras.layers.Dense(num_classes, kernel_initializer=kernel_init(), name="output")(x)
-    return keras.Model(inputs, outputs, name="conv2")
-
-
-if "conv2" not in models.MODELS:  # the package may ship its own Conv-2 later
-    models.register("conv2", conv2)
 
 # Batch 60 and the optimizers of the paper (Figure 2); pruning rates of its Figure 2.
 MODEL_SETUPS = {
