@@ -134,11 +134,6 @@ class TrainingConfig:
             f"fewer than training.iterations ({self.iterations})", self.warmup_iterations,
         )
         _require(self.steps_per_execution >= 1, f"{key}.steps_per_execution", "an integer >= 1", self.steps_per_execution)
-        if self.eval_every % self.steps_per_execution:
-            raise RecipeError(
-                f"recipe key '{key}.steps_per_execution': must divide training.eval_every "
-                f"({self.eval_every}), got {self.steps_per_execution}"
-            )
 
 
 @dataclass(frozen=True)

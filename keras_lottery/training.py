@@ -50,12 +50,19 @@ def make_optimizer(config):
     return keras.optimizers.SGD(rate, momentum=config.momentum)
 
 
+def steps_per_execution(config):
+    """Optimizer steps per call into TensorFlow: ``training.steps_per_execution``, reduced to
+    divide ``eval_every`` (gcd), so every evaluation, checkpoint and rewind point (all
+    multiples of ``eval_every``) falls between calls. Results do not depend on it."""
+    return math.gcd(getattr(config, "steps_per_execution", 1), config.eval_every)
+
+
 def compile_model(model, config):
     model.compile(
         optimizer=make_optimizer(config),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        steps_per_execution=getattr(config, "steps_per_execution", 1),
+        steps_per_execution=steps_per_execution(config),
         jit_compile=getattr(config, "jit_compile", False),
     )
 

@@ -107,12 +107,17 @@ def test_speed_settings_do_not_change_the_run_directory(tiny_recipe):
 
 @pytest.mark.parametrize("training, rewind, message", [
     ({"steps_per_execution": 0}, 0, "training.steps_per_execution': must be an integer >= 1"),
-    ({"steps_per_execution": 7}, 0, "training.steps_per_execution': must divide training.eval_every (20)"),
     ({"jit_compile": "yes"}, 0, "training.jit_compile': must be true or false"),
 ])
 def test_bad_speed_settings_are_refused(tiny_recipe, training, rewind, message):
     with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse(tiny_recipe(training=training, rewind={"iteration": rewind}))
+
+
+@pytest.mark.parametrize("asked, used", [(1, 1), (10, 10), (20, 20), (8, 4), (7, 1), (100, 20)])
+def test_steps_per_execution_is_reduced_to_divide_eval_every(tiny_recipe, asked, used):
+    recipe = parse(tiny_recipe(training={"steps_per_execution": asked}))  # eval_every 20
+    assert training.steps_per_execution(recipe.training) == used
 
 
 def test_compile_model_passes_speed_settings(tiny_recipe):
