@@ -54,7 +54,7 @@ def steps_per_execution(config):
     """Optimizer steps per call into TensorFlow: ``training.steps_per_execution``, reduced to
     divide ``eval_every`` (gcd), so every evaluation, checkpoint and rewind point (all
     multiples of ``eval_every``) falls between calls. Results do not depend on it."""
-    return math.gcd(getattr(config, "steps_per_execution", 1), config.eval_every)
+    return math.gcd(config.steps_per_execution, config.eval_every)
 
 
 def compile_model(model, config):
@@ -63,7 +63,7 @@ def compile_model(model, config):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         steps_per_execution=steps_per_execution(config),
-        jit_compile=getattr(config, "jit_compile", False),
+        jit_compile=config.jit_compile,
     )
 
 
@@ -79,43 +79,32 @@ class Evaluate(keras.callbacks.Callback):
     """Every ``eval_every`` steps: record train loss, validation and test metrics.
 
     Validation and test run in one compiled pass (:mod:`keras_lottery.evaluation`);
-    their metrics are added to ``logs`` as ``val_*`` and ``test_*``.
+    their metrics are added to ``logs`` as ``val_*`` and ``test_*``. A non-finite loss
+    stops training with :class:`DivergedError`.
     """
 
-    def __init__(self, test_data, eval_every, start_iteration, progress=None, val_data=None):
+    def __init__(self, val_data, test_data, eval_every, progress=None):
         super().__init__()
-        self.test_data = test_data
         self.val_data = val_data
+        self.test_data = test_data
         self.eval_every = eval_every
-        self.start_iteration = start_iteration
         self.progress = progress
         self.curve = []
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {} if logs is None else logs
-        if self.val_data is not None:
-            evaluated = evaluation.evaluator(self.model, self.val_data, self.test_data)()
-            for split, prefix in (("val", "val_"), ("test", "test_")):
-                logs.update({prefix + k: v for k, v in evaluated[split].items()})
-        if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
+        evaluated = evaluation.evaluator(self.model, self.val_data, self.test_data)()
+        for split, prefix in (("val", "val_"), ("test", "test_")):
+            logs.update({prefix + k: v for k, v in evaluated[split].items()})
+        if not all(math.isfinite(logs[k]) for k in ("loss", "val_loss")):
             self.model.stop_training = True
             raise DivergedError(
-                f"loss became {logs.get('loss')} at iteration {(epoch + 1) * self.eval_every}; "
+                f"loss became {logs['loss']} at iteration {(epoch + 1) * self.eval_every}; "
                 "lower training.learning_rate or add warmup"
             )
-        if self.val_data is not None:
-            test = {"loss": logs["test_loss"], "accuracy": logs["test_accuracy"]}
-        else:
-            test = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
-        row = {
-            "iteration": (epoch + 1) * self.eval_every,
-            "train_loss": float(logs["loss"]),
-            "train_accuracy": float(logs["accuracy"]),
-            "val_loss": float(logs["val_loss"]),
-            "val_accuracy": float(logs["val_accuracy"]),
-            "test_loss": float(test["loss"]),
-            "test_accuracy": float(test["accuracy"]),
-        }
+        row = {"iteration": (epoch + 1) * self.eval_every}
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"):
+            row[key if "_" in key else f"train_{key}"] = float(logs[key])
         self.curve.append(row)
         if self.progress:
             self.progress(row)
@@ -130,7 +119,7 @@ def train(model, train_data, val_data, test_data, config, start_iteration=0, cal
     """
     if start_iteration % config.eval_every:
         raise ValueError("the start iteration must be a multiple of training.eval_every")
-    evaluate = Evaluate(test_data, config.eval_every, start_iteration, progress, val_data=val_data)
+    evaluate = Evaluate(val_data, test_data, config.eval_every, progress)
     model.fit(
         train_data,
         steps_per_epoch=config.eval_every,
