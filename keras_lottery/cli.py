@@ -1,10 +1,12 @@
-"""Command line: ``keras-lottery run``, ``keras-lottery export``."""
+"""Command line: ``keras-lottery run``, ``report``, ``export`` and ``recipes``.
+
+TensorFlow is imported inside the commands, so ``--help`` answers at once.
+"""
 
 import sys
 import time
 
 import click
-
 
 
 def _usage_errors():
