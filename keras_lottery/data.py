@@ -208,13 +208,17 @@ def as_tensor(array):
 def train_stream(x, y, batch_size, seed, start_step=0, augment=None):
     """An endless batch stream, reshuffled every epoch, starting at batch ``start_step``.
 
+    ``x`` may be a numpy array or a tensor (see :class:`lottery.Experiment`, which holds the
+    training images as one tensor).
+
     Epoch ``e`` is ordered by a permutation fixed by ``(seed, e)``, so the stream is the
     same on every run and can be resumed at any step without replaying earlier batches.
     """
     n = len(x)
     skip = start_step * batch_size
     first_epoch, offset = divmod(skip, n)
-    images, labels = as_tensor(x), as_tensor(y)
+    images = x if tf.is_tensor(x) else as_tensor(x)
+    labels = as_tensor(y)
 
     def epoch_indices(epoch):
         return tf.data.Dataset.from_tensor_slices(

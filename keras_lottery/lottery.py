@@ -81,6 +81,9 @@ class Experiment:
 
     def __init__(self, recipe, run_dir, splits, log=print, strategy=None):
         self.recipe, self.run_dir, self.splits, self.log = recipe, Path(run_dir), splits, log
+        # Every round's stream reads the training images from one tensor. Holding them only as
+        # that tensor frees the numpy copy (170 MB for MNIST, 600 MB for CIFAR-10).
+        splits.x_train = tf.constant(splits.x_train)
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():  # the model's variables are mirrored on every replica
             plain = self.build_plain(0)
