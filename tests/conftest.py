@@ -47,16 +47,17 @@ def tiny_recipe():
     return lambda **changes: merge(TINY, changes)
 
 
+def save_recipe(folder, data, name="recipe.json"):
+    """Write a recipe dict as JSON to ``folder/name`` and return the path."""
+    path = Path(folder) / name
+    path.write_text(json.dumps(data))
+    return path
+
+
 @pytest.fixture
 def write_recipe(tmp_path):
     """Write a recipe dict to a JSON file in tmp_path and return the path."""
-
-    def write(data, name="recipe.json"):
-        path = tmp_path / name
-        path.write_text(json.dumps(data))
-        return path
-
-    return write
+    return lambda data, name="recipe.json": save_recipe(tmp_path, data, name)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from keras_lottery import data, storage
 from keras_lottery.cli import main
 from keras_lottery.recipe import DatasetConfig
 from keras_lottery.results import COLUMNS
-from tests.conftest import RECIPES, ROOT, TINY, merge
+from conftest import RECIPES, ROOT, TINY, merge
 
 
 def invoke(*args):

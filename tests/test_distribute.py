@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY, merge
+from conftest import TINY, merge, save_recipe
 from keras_lottery import distribute, storage
 from keras_lottery.cli import main
 from keras_lottery.recipe import RecipeError, parse
@@ -61,9 +61,7 @@ def assert_same_results(run_dir, reference, tolerance=0.02):
 
 @pytest.fixture(scope="module")
 def recipe_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("distribute") / "tiny.json"
-    path.write_text(json.dumps(RECIPE))
-    return path
+    return save_recipe(tmp_path_factory.mktemp("distribute"), RECIPE, "tiny.json")
 
 
 @pytest.fixture(scope="module")

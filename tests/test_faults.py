@@ -1,13 +1,12 @@
 """Faults inside a run, in-process: damaged files are redone, unreadable checkpoints are
 skipped, a failed ticket stops only the rounds pruned from it."""
 
-import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY, merge
+from conftest import TINY, merge, save_recipe
 from keras_lottery import checkpoints, locking, storage, training
 from keras_lottery.cli import main
 
@@ -35,9 +34,7 @@ def same(rows, expected):
 
 @pytest.fixture(scope="module")
 def recipe_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("recipe") / "faults.json"
-    path.write_text(json.dumps(RECIPE))
-    return path
+    return save_recipe(tmp_path_factory.mktemp("recipe"), RECIPE, "faults.json")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from keras_lottery import lottery, masking, pruning, recipe as recipes, results, storage
 from keras_lottery.lottery import RunDirError
-from tests.conftest import TINY, merge
+from conftest import TINY, merge
 
 ROUNDS = 3
 VARIANTS = ("ticket", "random_reinit", "random_prune")

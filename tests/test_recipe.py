@@ -6,7 +6,7 @@ import pytest
 
 from keras_lottery import recipe as recipes
 from keras_lottery.recipe import RecipeError
-from tests.conftest import RECIPES, TINY, merge
+from conftest import RECIPES, TINY, merge
 
 
 def test_shipped_core_recipes_parse():

@@ -1,7 +1,6 @@
 """Nothing lost: a run killed with SIGKILL resumes (mid-round and between rounds), a
 second process is refused while one runs, and a diverging round is marked failed."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, TINY, merge
+from conftest import ROOT, TINY, merge, save_recipe
 from keras_lottery import lottery  # noqa: F401  (imports TensorFlow once, before the timed parts)
 from keras_lottery import storage
 from keras_lottery.cli import main
@@ -29,9 +28,7 @@ TIMEOUT = 240
 
 @pytest.fixture(scope="module")
 def recipe_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("recipe") / "resume.json"
-    path.write_text(json.dumps(RECIPE))
-    return path
+    return save_recipe(tmp_path_factory.mktemp("recipe"), RECIPE, "resume.json")
 
 
 @pytest.fixture(scope="module")
