@@ -32,6 +32,18 @@ def same(rows, expected):
             assert row[column] == pytest.approx(expected[key][column], abs=1e-5), (key, column)
 
 
+def die_after_checkpoint(monkeypatch, round_index, iteration):
+    """Make a run raise Killed right after it saves the checkpoint at ``iteration`` of ``round_index``."""
+    save = checkpoints.MidRound.save
+
+    def save_then_die(self, at):
+        save(self, at)
+        if f"round_{round_index:02d}" in str(self.variant_dir) and at == iteration:
+            raise Killed()
+
+    monkeypatch.setattr(checkpoints.MidRound, "save", save_then_die)
+
+
 @pytest.fixture(scope="module")
 def recipe_path(tmp_path_factory):
     return save_recipe(tmp_path_factory.mktemp("recipe"), RECIPE, "faults.json")
@@ -74,14 +86,7 @@ class Killed(BaseException):
 @pytest.mark.parametrize("damage", [False, True], ids=["resume", "unreadable-checkpoint"])
 def test_resume_from_checkpoint_in_process(recipe_path, reference, tmp_path, monkeypatch, damage):
     out = tmp_path / "run"
-    save = checkpoints.MidRound.save
-
-    def save_then_die(self, iteration):
-        save(self, iteration)
-        if "round_01" in str(self.variant_dir) and iteration == 40:
-            raise Killed()
-
-    monkeypatch.setattr(checkpoints.MidRound, "save", save_then_die)
+    die_after_checkpoint(monkeypatch, round_index=1, iteration=40)
     with pytest.raises(Killed):
         run(recipe_path, out)
     monkeypatch.undo()
@@ -143,14 +148,7 @@ def test_resume_after_late_rewind_point_keeps_captured_weights(write_recipe, tmp
     recipe = write_recipe(merge(RECIPE, {"rewind": {"iteration": 20}}))
     expected_out = tmp_path / "expected"
     assert run(recipe, expected_out).exit_code == 0
-    save = checkpoints.MidRound.save
-
-    def save_then_die(self, iteration):
-        save(self, iteration)
-        if "round_00" in str(self.variant_dir) and iteration == 40:
-            raise Killed()
-
-    monkeypatch.setattr(checkpoints.MidRound, "save", save_then_die)
+    die_after_checkpoint(monkeypatch, round_index=0, iteration=40)
     out = tmp_path / "run"
     with pytest.raises(Killed):
         run(recipe, out)
