@@ -15,7 +15,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from keras_lottery import data, recipe as recipes  # noqa: E402
+from keras_lottery import data  # noqa: E402
+from keras_lottery.config import recipe as recipes
 
 MNIST = Path(os.environ.get("KERAS_LOTTERY_MNIST", ROOT.parent / "shared" / "data" / "mnist.npz"))
 

@@ -15,7 +15,8 @@ import tempfile
 import psutil
 
 import common
-from keras_lottery import data, lottery, recipe as recipes
+from keras_lottery import data, lottery
+from keras_lottery.config import recipe as recipes
 from keras_lottery.backend import tf
 
 MB = 2**20

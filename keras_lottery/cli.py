@@ -13,9 +13,9 @@ def _usage_errors():
     from keras_lottery.data import DataError
     from keras_lottery.distribute import DistributeError
     from keras_lottery.export import ExportError
-    from keras_lottery.locking import RunLockedError
+    from keras_lottery.rundir.locking import RunLockedError
     from keras_lottery.lottery import RunDirError
-    from keras_lottery.recipe import RecipeError
+    from keras_lottery.config.recipe import RecipeError
 
     return RecipeError, DataError, RunDirError, ExportError, RunLockedError, DistributeError
 
@@ -42,7 +42,7 @@ def main():
               help="tf.distribute strategy (overrides distribute.strategy).")
 def run(recipe_path, out, data_path, rounds, trials, overrides, strategy):
     """Run the experiment in RECIPE (a JSON file, e.g. recipes/quickstart_digits.json)."""
-    from keras_lottery import recipe as recipes
+    from keras_lottery.config import recipe as recipes
 
     if strategy:
         overrides = (*overrides, f"distribute.strategy={strategy}")
@@ -50,7 +50,8 @@ def run(recipe_path, out, data_path, rounds, trials, overrides, strategy):
         recipe = recipes.load(recipe_path, overrides, data_path, rounds, trials)
     except recipes.RecipeError as err:
         _fail(err)
-    from keras_lottery import failures, lottery, results
+    from keras_lottery.lottery import failures
+    from keras_lottery import lottery, results
 
     start = time.perf_counter()
     try:
@@ -67,7 +68,7 @@ def run(recipe_path, out, data_path, rounds, trials, overrides, strategy):
 
 def _write_report(run_dir):
     """Write the report of a run's finished rounds and say where it is."""
-    from keras_lottery import report
+    from keras_lottery.reporting import report
 
     try:
         click.echo(f"report: {report.write([run_dir])}")
@@ -104,7 +105,7 @@ def export(run_dir, round_index, trial, variant, weights, out):
 def report_command(run_dirs, out, curve_rounds):
     """Write report.md, the paper's figures and TensorBoard summaries for RUN_DIR(s);
     several runs are compared in one report."""
-    from keras_lottery import report
+    from keras_lottery.reporting import report
 
     try:
         chosen = [int(r) for r in curve_rounds.split(",")] if curve_rounds else None
@@ -125,7 +126,7 @@ def recipes(ctx, directory):
     ctx.obj = directory
     if ctx.invoked_subcommand is not None:
         return
-    from keras_lottery import catalog
+    from keras_lottery.config import catalog
 
     try:
         click.echo(catalog.table(catalog.rows(directory)))
@@ -141,8 +142,8 @@ def show_recipe(directory, name, overrides):
     """Print recipe NAME (e.g. conv2_cifar10) with every default filled in."""
     import json
 
-    from keras_lottery import catalog
-    from keras_lottery import recipe as recipes_module
+    from keras_lottery.config import catalog
+    from keras_lottery.config import recipe as recipes_module
 
     try:
         recipe = recipes_module.load(catalog.find(name, directory), overrides)

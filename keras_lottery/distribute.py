@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 
 from keras_lottery.backend import tf
-from keras_lottery.recipe import STRATEGIES
+from keras_lottery.config.recipe import STRATEGIES
 
 
 class DistributeError(ValueError):

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from keras_lottery import lottery, masking, models, storage
-from keras_lottery.recipe import parse
+from keras_lottery import lottery, masking, models
+from keras_lottery.rundir import storage
+from keras_lottery.config.recipe import parse
 
 
 class ExportError(ValueError):

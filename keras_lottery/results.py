@@ -4,7 +4,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from keras_lottery import storage
+from keras_lottery.rundir import storage
 from keras_lottery.training import early_stop
 
 COLUMNS = (

@@ -16,7 +16,10 @@ import time
 import click
 import numpy as np
 
-from keras_lottery import augment, catalog, data, masking, models, pruning, recipe as recipes, regularization, training
+from keras_lottery.data import augment
+from keras_lottery.config import catalog, recipe as recipes
+from keras_lottery import data, masking, models, pruning, training
+from keras_lottery.training import regularization
 from keras_lottery.backend import keras, tf, tfmot
 
 TEST_SIZE = {"mnist": 10000, "cifar10": 10000, "digits": 360}

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keras_lottery import data, storage
+from keras_lottery import data
+from keras_lottery.rundir import storage
 from keras_lottery.cli import main
-from keras_lottery.recipe import DatasetConfig
+from keras_lottery.config.recipe import DatasetConfig
 from keras_lottery.results import COLUMNS
 from conftest import RECIPES, ROOT, TINY, merge
 

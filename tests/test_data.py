@@ -7,7 +7,7 @@ import pytest
 
 from keras_lottery import data
 from keras_lottery.data import DataError
-from keras_lottery.recipe import DatasetConfig
+from keras_lottery.config.recipe import DatasetConfig
 
 
 def test_digits_need_no_download():
@@ -34,14 +34,14 @@ def test_real_mnist_npz(mnist_npz):
 
 def test_missing_npz_fails_fast(tmp_path):
     with pytest.raises(DataError, match="data file not found.*--data"):
-        data.load_npz(tmp_path / "missing.npz")
+        data.sources.load_npz(tmp_path / "missing.npz")
 
 
 def test_npz_with_wrong_keys_is_refused(tmp_path):
     path = tmp_path / "bad.npz"
     np.savez(path, images=np.zeros((3, 28, 28), np.uint8))
     with pytest.raises(DataError, match="lacks x_train, y_train, x_test, y_test"):
-        data.load_npz(path)
+        data.sources.load_npz(path)
 
 
 def test_tfds_path_under_mock_data():
@@ -56,7 +56,7 @@ def test_tfds_path_under_mock_data():
 
 
 def test_tfds_offline_fails_within_seconds(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_internet_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(data.sources, "_internet_reachable", lambda *a, **k: False)
     start = time.perf_counter()
     with pytest.raises(DataError, match="--data PATH"):
         data.load(DatasetConfig(name="mnist", data_dir=str(tmp_path)))

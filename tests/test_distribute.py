@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import TINY, merge, save_recipe
-from keras_lottery import distribute, storage
+from keras_lottery import distribute
+from keras_lottery.rundir import storage
 from keras_lottery.cli import main
-from keras_lottery.recipe import RecipeError, parse
+from keras_lottery.config.recipe import RecipeError, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two rounds with both controls: masks, rewinding and controls all run under each strategy.
@@ -178,8 +179,9 @@ def test_mirrored_on_two_devices_matches_one_device(recipe_file, single_device_r
 REPLICA_CHECK = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from keras_lottery import data, distribute, lottery, masking, pruning, rewinding
-    from keras_lottery.recipe import parse
+    from keras_lottery import data, distribute, lottery, masking, pruning
+    from keras_lottery.lottery import rewinding
+    from keras_lottery.config.recipe import parse
 
     recipe = parse(json.loads(sys.argv[1]))
     strategy = distribute.create(recipe.distribute)

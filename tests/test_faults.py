@@ -7,7 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import TINY, merge, save_recipe
-from keras_lottery import checkpoints, locking, storage, training
+from keras_lottery.lottery import checkpoints
+from keras_lottery.rundir import locking, storage
+from keras_lottery import training
 from keras_lottery.cli import main
 
 RECIPE = merge(TINY, {

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from keras_lottery import lottery, masking, pruning, recipe as recipes, results, storage
+from keras_lottery import lottery, masking, pruning, results
+from keras_lottery.config import recipe as recipes
+from keras_lottery.rundir import storage
 from keras_lottery.lottery import RunDirError
 from conftest import TINY, merge
 
@@ -105,7 +107,7 @@ def test_controls_keep_the_ticket_sparsity_and_differ_as_intended(tiny_run):
 
 def _initial_weights(seed):
     from keras_lottery import models
-    from keras_lottery.recipe import parse
+    from keras_lottery.config.recipe import parse
 
     recipe = parse(TINY)
     return masking.get_weights(models.build(recipe.model, (8, 8, 1), 10, seed))
@@ -114,7 +116,7 @@ def _initial_weights(seed):
 def test_rewinding_restores_theta0_bit_for_bit(tiny_run):
     recipe, run_dir, _ = tiny_run
     from keras_lottery import data
-    from keras_lottery.rewinding import Rewind
+    from keras_lottery.lottery.rewinding import Rewind
 
     splits = data.load(recipe.dataset)
     experiment = lottery.Experiment(recipe, run_dir, splits, log=lambda _: None)

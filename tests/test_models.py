@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_lottery import masking, models, pruning
-from keras_lottery.recipe import ModelConfig
+from keras_lottery.config.recipe import ModelConfig
 
 CIFAR = (32, 32, 3)
 

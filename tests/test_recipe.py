@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from keras_lottery import recipe as recipes
-from keras_lottery.recipe import RecipeError
+from keras_lottery.config import recipe as recipes
+from keras_lottery.config.recipe import RecipeError
 from conftest import RECIPES, TINY, merge
 
 

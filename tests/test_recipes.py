@@ -7,7 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import RECIPES
-from keras_lottery import catalog, lottery, models, recipe, storage, training
+from keras_lottery.config import catalog, recipe
+from keras_lottery import lottery, models, training
+from keras_lottery.rundir import storage
 from keras_lottery.cli import main
 
 PAPER_RECIPES = (

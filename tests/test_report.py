@@ -7,7 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import TINY, merge
-from keras_lottery import report, results, storage
+from keras_lottery.reporting import report
+from keras_lottery import results
+from keras_lottery.rundir import storage
 from keras_lottery.cli import main
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -200,7 +202,7 @@ def test_diverged_run_reports_its_finished_rounds(tmp_path, write_recipe, tiny_r
     from keras_lottery.training import DivergedError
 
     calls = []
-    train = lottery.training.train
+    train = lottery.experiment.training.train
 
     def diverge_in_round_2(*args, **kwargs):  # calls: round 0 ticket, round 1 ticket + reinit, round 2
         calls.append(1)
@@ -208,7 +210,7 @@ def test_diverged_run_reports_its_finished_rounds(tmp_path, write_recipe, tiny_r
             raise DivergedError("loss became nan at iteration 20")
         return train(*args, **kwargs)
 
-    monkeypatch.setattr(lottery.training, "train", diverge_in_round_2)
+    monkeypatch.setattr(lottery.experiment.training, "train", diverge_in_round_2)
     run = tmp_path / "run"
     recipe = write_recipe(tiny_recipe(controls=["random_reinit"]))
     result = CliRunner().invoke(main, ["run", str(recipe), "--out", str(run)])

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, TINY, merge, save_recipe
 from keras_lottery import lottery  # noqa: F401  (imports TensorFlow once, before the timed parts)
-from keras_lottery import storage
+from keras_lottery.rundir import storage
 from keras_lottery.cli import main
 
 # 200 iterations per variant, a checkpoint every 20: a kill lands inside a round.

@@ -3,7 +3,8 @@
 import pytest
 
 from conftest import RECIPES
-from keras_lottery import recipe, speed
+from keras_lottery.config import recipe
+from keras_lottery import speed
 
 
 def test_training_steps_and_evaluations_of_a_rewinding_recipe():

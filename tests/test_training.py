@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from keras_lottery import data, evaluation, lottery, masking, models, storage, training
+from keras_lottery import data, lottery, masking, models, training
+from keras_lottery.training import evaluation
+from keras_lottery.rundir import storage
 from keras_lottery.backend import keras
-from keras_lottery.recipe import RecipeError, parse
+from keras_lottery.config.recipe import RecipeError, parse
 
 
 def small_model(recipe):

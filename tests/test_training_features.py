@@ -5,9 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from keras_lottery import augment, data, lottery, masking, models, recipe, regularization, training
+from keras_lottery.data import augment
+from keras_lottery import data, lottery, masking, models, training
+from keras_lottery.config import recipe
+from keras_lottery.training import regularization
 from keras_lottery.backend import keras, tf, tfmot
-from keras_lottery.recipe import ModelConfig, TrainingConfig
+from keras_lottery.config.recipe import ModelConfig, TrainingConfig
 
 
 @pytest.mark.parametrize("config, expected", [
@@ -117,7 +120,7 @@ def test_experiment_wires_weight_decay_and_augmentation(tiny_recipe, monkeypatch
         calls.append(tuple(images.shape))
         return original(images, labels)
 
-    monkeypatch.setattr(lottery.augment, "flip_and_crop", spy)
+    monkeypatch.setattr(lottery.experiment.augment, "flip_and_crop", spy)
     r = recipe.parse(tiny_recipe(dataset={"augment": True}, training={"weight_decay": 1e-4},
                                  pruning={"rounds": 1}, controls=[]))
     splits = data.load(r.dataset)

@@ -78,7 +78,7 @@ def write_weights(run_dir):
     the ticket's surviving weights where training starts (``weights_at_init/<layer>``:
     m ⊙ θ0, or m ⊙ θk when rewinding to iteration k) and after training
     (``weights_trained/<layer>``). Rounds without mask.npz and final.npz are skipped."""
-    from keras_lottery import storage
+    from keras_lottery.rundir import storage
 
     for trial_dir in sorted(Path(run_dir).glob("trial_*")):
         tensorboard = Path(run_dir) / "tensorboard" / trial_dir.name / "weights"

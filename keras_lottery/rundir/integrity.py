@@ -14,7 +14,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from keras_lottery import checkpoints, failures, storage
+from keras_lottery.lottery import checkpoints, failures
+from keras_lottery.rundir import storage
 from keras_lottery.results import COLUMNS
 
 DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile)

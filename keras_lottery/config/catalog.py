@@ -7,7 +7,7 @@ the dataset's input shape (the count the paper reports) and a one-line descripti
 import json
 from pathlib import Path
 
-from keras_lottery import recipe as recipes
+from keras_lottery.config import recipe as recipes
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 # Input shape and classes of each named dataset, so models can be built without data.

@@ -17,7 +17,7 @@ What can still run after a failure, within the same trial:
 Other trials are independent and always continue.
 """
 
-from keras_lottery import storage
+from keras_lottery.rundir import storage
 
 FAILED = "failed"
 OK = "ok"

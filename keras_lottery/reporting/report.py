@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_lottery import storage
-from keras_lottery.recipe import VARIANTS
+from keras_lottery.rundir import storage
+from keras_lottery.config.recipe import VARIANTS
 
 INT_COLUMNS = ("trial", "round", "early_stop_iteration")
 FLOAT_COLUMNS = ("weights_remaining", "early_stop_test_accuracy", "final_test_accuracy", "best_val_loss")
@@ -349,7 +349,7 @@ def default_out(run_dirs, out=None):
 
 def write(run_dirs, out=None, chosen_rounds=None, tensorboard=True):
     """Write report.md and the figures for ``run_dirs`` into ``out``; return report.md's path."""
-    from keras_lottery import plots, summaries
+    from keras_lottery.reporting import plots, summaries
 
     out = default_out(run_dirs, out)
     runs = load_runs(run_dirs)

@@ -23,7 +23,8 @@ import shutil
 import time
 from pathlib import Path
 
-from keras_lottery import storage, training
+from keras_lottery.rundir import storage
+from keras_lottery import training
 from keras_lottery.backend import keras, tf
 
 AUTO_SECONDS = 60.0

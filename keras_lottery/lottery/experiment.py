@@ -21,11 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_lottery import augment, data, distribute, masking, models, pruning, regularization, results
-from keras_lottery import checkpoints, failures, integrity, locking, storage, summaries, training
+from keras_lottery.data import augment
+from keras_lottery import data, distribute, masking, models, pruning, results
+from keras_lottery.training import regularization
+from keras_lottery.lottery import checkpoints, failures
+from keras_lottery.rundir import integrity, locking, storage
+from keras_lottery.reporting import summaries
+from keras_lottery import training
 from keras_lottery.backend import keras, tf
-from keras_lottery.recipe import RecipeError, parse
-from keras_lottery.rewinding import Rewind
+from keras_lottery.config.recipe import RecipeError, parse
+from keras_lottery.lottery.rewinding import Rewind
 
 
 class RunDirError(ValueError):

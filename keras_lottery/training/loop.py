@@ -10,7 +10,7 @@ import gc
 import math
 import time
 
-from keras_lottery import evaluation
+from keras_lottery.training import evaluation
 from keras_lottery.backend import keras, tf, tfmot
 
 

@@ -1,0 +1,9 @@
+"""Data: the splits a recipe (or a user) supplies, and the streams that feed training.
+
+- :mod:`.sources`: the named datasets, local files and user arrays, split and normalized;
+- :mod:`.streams`: the reshuffled, resumable training stream and cached evaluation batches;
+- :mod:`.augment`: flips and crops for CIFAR-style training.
+"""
+
+from keras_lottery.data.sources import DataError, Splits, load  # noqa: F401
+from keras_lottery.data.streams import as_tensor, eval_dataset, train_stream  # noqa: F401
