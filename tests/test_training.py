@@ -144,4 +144,4 @@ def test_training_streams_share_one_tensor_of_the_images():
     key = id(x)
     del x, tensor, first, second
     gc.collect()
-    assert key not in data._TENSORS
+    assert key not in data.streams._TENSORS

@@ -6,19 +6,22 @@ names the key and what is allowed, before anything is trained or written.
 """
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-VARIANTS = ("ticket", "random_reinit", "random_prune")
-CONTROLS = VARIANTS[1:]
+from keras_lottery import models
+from keras_lottery.lottery import rewinding, variants
+from keras_lottery.pruning import criteria
+
 LAYER_KINDS = ("conv", "dense", "output", "shortcut")
 DATASETS = ("mnist", "cifar10", "digits", "npz")
+TFDS_PREFIX = "tfds:"  # "tfds:fashion_mnist": any tensorflow-datasets image classification dataset
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 INITIALIZERS = (
@@ -47,9 +50,14 @@ class DatasetConfig:
     validation_size: int = 5000
     data_dir: Optional[str] = None
     augment: bool = False
+    image_key: str = "image"  # the features of a tfds: dataset
+    label_key: str = "label"
 
     def check(self, key):
-        _require(self.name in DATASETS, f"{key}.name", f"one of {', '.join(DATASETS)}", self.name)
+        _require(
+            self.name in DATASETS or (self.name.startswith(TFDS_PREFIX) and len(self.name) > len(TFDS_PREFIX)),
+            f"{key}.name", f"one of {', '.join(DATASETS)} or tfds:NAME (a tensorflow-datasets name)", self.name,
+        )
         _require(self.validation_size >= 1, f"{key}.validation_size", "an integer >= 1", self.validation_size)
         if self.name == "npz":
             _require(self.path is not None, f"{key}.path", "a file path when name is 'npz'", self.path)
@@ -66,11 +74,24 @@ class ModelConfig:
     initializer: str = "glorot_normal"
     dropout: float = 0.0
     hidden: Optional[tuple] = None
+    options: dict = field(default_factory=dict)  # keyword arguments of a module:function model
 
     def check(self, key):
-        from keras_lottery.models import MODELS
-
-        _require(self.name in MODELS, f"{key}.name", f"one of {', '.join(sorted(MODELS))}", self.name)
+        if models.is_user_function(self.name):
+            builtin_only = [f.name for f in dataclasses.fields(self) if f.name not in ("name", "options")
+                            and getattr(self, f.name) != f.default]
+            if builtin_only:
+                raise RecipeError(
+                    f"recipe key '{key}.{builtin_only[0]}': applies to the built-in models only; a "
+                    f"module:function model gets every other key of '{key}' as a keyword argument, so "
+                    f"rename it or pass it in '{key}.options'"
+                )
+            return
+        _require(
+            self.name in models.BUILTIN, f"{key}.name",
+            f"one of {', '.join(sorted(models.BUILTIN))}, or module:function naming your own", self.name,
+        )
+        _require(not self.options, f"{key}.options", "empty unless name is module:function", self.options)
         _require(self.initializer in INITIALIZERS, f"{key}.initializer", f"one of {', '.join(INITIALIZERS)}", self.initializer)
         _require(0.0 <= self.dropout < 1.0, f"{key}.dropout", "a number in [0, 1)", self.dropout)
         if self.hidden is not None:
@@ -142,8 +163,19 @@ class PruningConfig:
     scope: str = "layerwise"
     rates: dict = field(default_factory=lambda: {"dense": 0.2, "output": 0.1})
     rounds: int = 19
+    include: tuple = ()  # layer names or regular expressions: prune only these
+    exclude: tuple = ()  # layer names or regular expressions: never prune these
+    criterion: str = criteria.DEFAULT
 
     def check(self, key):
+        _require(self.criterion in criteria.REGISTRY, f"{key}.criterion", f"one of {', '.join(criteria.names())}", self.criterion)
+        for name in ("include", "exclude"):
+            for pattern in getattr(self, name):
+                _require(isinstance(pattern, str) and pattern, f"{key}.{name}", "a list of layer names or regular expressions", pattern)
+                try:
+                    re.compile(pattern)
+                except re.error as err:
+                    raise RecipeError(f"recipe key '{key}.{name}': {pattern!r} is not a regular expression ({err})") from None
         _require(self.method in ("iterative", "oneshot"), f"{key}.method", "'iterative' or 'oneshot'", self.method)
         _require(self.scope in ("layerwise", "global"), f"{key}.scope", "'layerwise' or 'global'", self.scope)
         _require(len(self.rates) > 0, f"{key}.rates", f"a non-empty map from layer kind ({', '.join(LAYER_KINDS)}) to rate", self.rates)
@@ -164,8 +196,10 @@ class PruningConfig:
 @dataclass(frozen=True)
 class RewindConfig:
     iteration: int = 0
+    mode: str = "weights"
 
     def check(self, key):
+        _require(self.mode in rewinding.REGISTRY, f"{key}.mode", f"one of {', '.join(rewinding.names())}", self.mode)
         _require(self.iteration >= 0, f"{key}.iteration", "an integer >= 0", self.iteration)
 
 
@@ -199,7 +233,7 @@ class Recipe:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     rewind: RewindConfig = field(default_factory=RewindConfig)
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
-    controls: tuple = CONTROLS
+    controls: tuple = variants.PAPER_CONTROLS
     trials: int = 1
     seed: int = 0
 
@@ -211,7 +245,7 @@ class Recipe:
         for section in ("dataset", "model", "training", "pruning", "rewind", "distribute"):
             getattr(self, section).check(section)
         for control in self.controls:
-            _require(control in CONTROLS, "controls", f"a list of {', '.join(CONTROLS)}", control)
+            _require(control in variants.controls(), "controls", f"a list of {', '.join(variants.controls())}", control)
         _require(len(set(self.controls)) == len(self.controls), "controls", "a list without repeats", list(self.controls))
         _require(self.trials >= 1, "trials", "an integer >= 1", self.trials)
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
@@ -228,35 +262,21 @@ class Recipe:
 
     @property
     def variants(self):
-        return ("ticket",) + tuple(self.controls)
+        return (variants.TICKET,) + tuple(self.controls)
 
     def to_dict(self):
         return _to_jsonable(dataclasses.asdict(self))
 
-    def identity(self):
-        """The part of the recipe that determines results already computed.
+    def identity(self, data_fingerprint=None):
+        """See :mod:`keras_lottery.config.identity`."""
+        from keras_lottery.config import identity
 
-        Rounds, trials and controls only add work: a rerun with more of them continues
-        in the same run directory. The distribution strategy changes where, not what,
-        the recipe trains.
-        """
-        data = self.to_dict()
-        for key in ("name", "description", "controls", "trials", "distribute"):
-            data.pop(key)
-        data["pruning"].pop("rounds")
-        data["training"].pop("checkpoint_every", None)  # when to checkpoint does not change results
-        data["dataset"].pop("data_dir")
-        # Speed settings: steps_per_execution gives bit-identical results; XLA does not.
-        data["training"].pop("steps_per_execution")
-        if not data["training"]["jit_compile"]:
-            data["training"].pop("jit_compile")
-        if data["dataset"]["path"]:
-            data["dataset"]["path"] = os.path.basename(data["dataset"]["path"])
-        return data
+        return identity.identity(self, data_fingerprint)
 
-    def short_hash(self):
-        text = json.dumps(self.identity(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:8]
+    def short_hash(self, data_fingerprint=None):
+        from keras_lottery.config import identity
+
+        return identity.short_hash(self, data_fingerprint)
 
 
 def _to_jsonable(value):

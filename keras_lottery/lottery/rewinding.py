@@ -1,44 +1,44 @@
-"""Rewinding: save the weights at iteration k of the dense round, restore them later.
+"""Rewinding modes: where a pruned round starts, in weights and in the schedule.
 
-``k = 0`` saves θ0 before any update (the paper); ``k > 0`` is late resetting
-(Frankle et al. 2019). A pruned round starts from ``m ⊙ θk``: survivors get their
-saved values bit for bit, pruned weights are zero.
+A mode is one registered object (``rewind.mode`` in a recipe). It says which weights a
+pruned round's survivors start from and at which optimizer iteration (which also fixes
+the learning-rate schedule's position). ``weights`` is the paper's: survivors reset to
+θk, the weights the dense round had at iteration k (θ0 when k = 0, Frankle & Carbin
+2019; late rewinding for k > 0, Frankle et al. 2019), training continuing from k.
+
+Pure Python: parsing a recipe reads this registry without TensorFlow.
 """
 
-from keras_lottery import masking
-from keras_lottery.backend import keras
+REGISTRY = {}
 
 
-class Rewind(keras.callbacks.Callback):
-    """Keras callback that restores ``weights`` at the start of training (if given) and
-    captures the weights when the optimizer reaches iteration ``save_at`` (if given)."""
+class Mode:
+    """Weight rewinding: survivors start from θk, training from iteration k."""
 
-    def __init__(self, save_at=None, weights=None, masks=None):
-        super().__init__()
-        self.save_at = save_at
-        self.weights = weights
-        self.masks = masks
-        self.saved = None
+    name = "weights"
+    description = "survivors reset to θk; training continues from iteration k"
 
-    def on_train_begin(self, logs=None):
-        if self.weights is not None:
-            restore(self.model, self.weights, self.masks)
-        self._maybe_save()
+    def start_weights(self, round_):
+        """The weights (before masking) a pruned round's ticket starts from."""
+        return round_.theta_k()
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.saved is None:
-            self._maybe_save()
-
-    def _maybe_save(self):
-        if self.save_at is not None and int(self.model.optimizer.iterations.numpy()) == self.save_at:
-            masking.apply_masks(self.model)
-            self.saved = masking.get_weights(self.model)
+    def start_iteration(self, round_):
+        return round_.recipe.rewind.iteration
 
 
-def restore(model, weights, masks=None):
-    """Set ``weights`` and (optionally) ``masks``: the model then holds exactly ``m ⊙ weights``."""
-    masking.set_weights(model, weights)
-    if masks is not None:
-        masking.set_masks(model, masks)
-    else:
-        masking.apply_masks(model)
+def register(cls):
+    if cls.name in REGISTRY:
+        raise ValueError(f"a rewinding mode named {cls.name!r} is already registered")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get(name):
+    return REGISTRY[name]
+
+
+def names():
+    return tuple(REGISTRY)
+
+
+register(Mode)

@@ -1,80 +1,49 @@
-"""Model registry: the paper's networks, built with stable layer names.
+"""Models: the paper's networks by name, or the user's own.
 
-Every builder takes ``(input_shape, num_classes, config, kernel_init)`` and returns a
-plain (unwrapped) ``tf_keras`` functional model. ``kernel_init()`` returns a freshly
-seeded initializer on every call, so one seed fixes every layer's initial weights.
+A recipe's ``model.name`` is a built-in name (:data:`BUILTIN`) or ``module:function``,
+a function of the user's that returns an uncompiled Keras model. The Python API also
+takes the function itself. Builders live in :mod:`.lenet`, :mod:`.conv`, :mod:`.vgg`
+and :mod:`.resnet`; :mod:`.layers` finds the layers to prune and their kinds.
 
-Layer names say how a layer is pruned (see :func:`layer_kind`): ``conv*`` layers are
-convolutions, ``shortcut*`` are 1x1 downsampling shortcuts, ``output`` is the last
-dense layer, and any other dense layer is a hidden fully-connected layer.
+This module is TensorFlow-free (parsing a recipe reads it); the builders import
+TensorFlow on first use.
 """
 
-from keras_lottery.backend import keras
-from keras_lottery.models import conv, lenet, resnet, vgg
+import importlib
+import re
 
-MODELS = {
-    "lenet_300_100": lenet.lenet_300_100,
-    "mlp": lenet.mlp,
-    "conv2": conv.conv2,
-    "conv4": conv.conv4,
-    "conv6": conv.conv6,
-    "vgg19": vgg.vgg19,
-    "resnet18": resnet.resnet18,
+# name -> "module:function" of the builder, imported when the model is built.
+BUILTIN = {
+    "lenet_300_100": "keras_lottery.models.lenet:lenet_300_100",
+    "mlp": "keras_lottery.models.lenet:mlp",
+    "conv2": "keras_lottery.models.conv:conv2",
+    "conv4": "keras_lottery.models.conv:conv4",
+    "conv6": "keras_lottery.models.conv:conv6",
+    "vgg19": "keras_lottery.models.vgg:vgg19",
+    "resnet18": "keras_lottery.models.resnet:resnet18",
 }
+USER_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
-def register(name, builder):
-    """Add a model builder to the registry (for models defined outside the package)."""
-    MODELS[name] = builder
-    return builder
+def is_user_function(name):
+    """True for ``module:function`` names (the user's model functions)."""
+    return bool(USER_FUNCTION.match(name))
 
 
-def layer_kind(layer):
-    """The pruning kind of a layer with a kernel: conv, shortcut, output or dense."""
-    if layer.name.startswith("shortcut"):
-        return "shortcut"
-    if isinstance(layer, keras.layers.Conv2D):
-        return "conv"
-    if layer.name == "output":
-        return "output"
-    return "dense"
+def import_function(spec):
+    """The function named by ``module:function`` (imported from the current directory or PYTHONPATH)."""
+    module_name, _, function_name = spec.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, function_name)
 
 
-def kernel_layers(model):
-    """The conv and dense layers of an unwrapped model, in order."""
-    return [
-        layer
-        for layer in model.layers
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
-    ]
+_LAYERS = ("build", "kernel_layers", "kernel_sizes", "kernel_weight_count", "layer_kind", "layer_kinds",
+           "seeded_initializers")
 
 
-def seeded_initializers(name, seed):
-    """A callable that returns a new initializer ``name`` with the next seed on each call."""
-    counter = iter(range(10**9))
+def __getattr__(name):
+    if name in _LAYERS:
+        from keras_lottery.models import layers
 
-    def make():
-        return keras.initializers.get({"class_name": name, "config": {"seed": seed * 1000 + next(counter)}})
-
-    return make
-
-
-def build(config, input_shape, num_classes, seed):
-    """Build the recipe's model (unwrapped) with initial weights fixed by ``seed``."""
-    builder = MODELS[config.name]
-    return builder(tuple(input_shape), num_classes, config, seeded_initializers(config.initializer, seed))
-
-
-def kernel_weight_count(model):
-    """Number of conv/dense kernel weights: what the paper counts as the network's weights."""
-    return sum(kernel_sizes(model).values())
-
-
-def layer_kinds(model):
-    """``{layer name: kind}`` for the conv and dense layers of an unwrapped model."""
-    return {layer.name: layer_kind(layer) for layer in kernel_layers(model)}
-
-
-def kernel_sizes(model):
-    """``{layer name: number of kernel weights}`` for an unwrapped model."""
-    return {layer.name: int(layer.kernel.shape.num_elements()) for layer in kernel_layers(model)}
+        return getattr(layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

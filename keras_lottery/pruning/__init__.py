@@ -1,5 +1,13 @@
-"""Pruning: which weights survive a round (masks from scores, random controls)."""
+"""Pruning: which weights survive a round.
+
+- :mod:`.criteria`: the registry of scoring functions that rank weights;
+- :mod:`.masks`: masks from scores (layer-wise or global, iterative counts), random
+  masks for the controls, sparsity bookkeeping.
+
+Pure numpy.
+"""
 
 from keras_lottery.pruning.masks import (  # noqa: F401
-    keep_count, layer_rates, layer_sparsity, magnitude_masks, random_masks, weights_remaining,
+    criterion_masks, keep_count, layer_rates, layer_sparsity, magnitude_masks, masks_from_scores, random_masks,
+    weights_remaining,
 )

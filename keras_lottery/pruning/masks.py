@@ -7,6 +7,8 @@ so rounding never accumulates. Each round keeps the largest-magnitude survivors.
 
 import numpy as np
 
+from keras_lottery.pruning import criteria
+
 
 def keep_count(n, rate, round_index):
     """Weights kept of ``n`` after ``round_index`` rounds at ``rate`` (at least one)."""
@@ -26,14 +28,14 @@ def _top(scores, k):
     return keep
 
 
-def _scores(weights, mask):
-    scores = np.abs(np.asarray(weights, np.float64)).ravel()
+def _masked_scores(scores, mask):
+    scores = np.array(scores, np.float64).ravel()
     scores[np.asarray(mask).ravel() == 0] = -np.inf  # pruned weights never come back
     return scores
 
 
-def magnitude_masks(kernels, masks, rates, round_index, scope="layerwise"):
-    """Masks for ``round_index`` from trained ``kernels`` and the current ``masks``.
+def masks_from_scores(scores, masks, rates, round_index, scope="layerwise"):
+    """Masks for ``round_index``: the highest ``scores`` among the current ``masks``' survivors.
 
     ``rates`` maps each pruned layer to its rate. Layer-wise, each layer keeps its own
     count; globally, all the layers (which share one rate) are ranked together.
@@ -41,14 +43,14 @@ def magnitude_masks(kernels, masks, rates, round_index, scope="layerwise"):
     new = {}
     if scope == "layerwise":
         for name, rate in rates.items():
-            scores = _scores(kernels[name], masks[name])
-            new[name] = _top(scores, keep_count(scores.size, rate, round_index)).reshape(masks[name].shape)
+            ranked = _masked_scores(scores[name], masks[name])
+            new[name] = _top(ranked, keep_count(ranked.size, rate, round_index)).reshape(masks[name].shape)
         return new
     if scope != "global":
         raise ValueError(f"unknown pruning scope {scope!r}")
     names = list(rates)
     (rate,) = set(rates.values())
-    pooled = np.concatenate([_scores(kernels[n], masks[n]) for n in names])
+    pooled = np.concatenate([_masked_scores(scores[n], masks[n]) for n in names])
     keep = _top(pooled, keep_count(pooled.size, rate, round_index))
     start = 0
     for name in names:
@@ -56,6 +58,19 @@ def magnitude_masks(kernels, masks, rates, round_index, scope="layerwise"):
         new[name] = keep[start: start + size].reshape(masks[name].shape)
         start += size
     return new
+
+
+def criterion_masks(criterion, initial, trained, masks, rates, round_index, scope="layerwise"):
+    """Masks ranked by the registered ``criterion`` (:mod:`.criteria`) of each layer's
+    kernel where the round started (``initial``) and after training (``trained``)."""
+    score = criteria.get(criterion)
+    scores = {name: score(np.asarray(initial[name]), np.asarray(trained[name])) for name in rates}
+    return masks_from_scores(scores, masks, rates, round_index, scope)
+
+
+def magnitude_masks(kernels, masks, rates, round_index, scope="layerwise"):
+    """Masks keeping the largest-magnitude survivors of trained ``kernels`` (the paper's)."""
+    return masks_from_scores({name: np.abs(kernels[name]) for name in rates}, masks, rates, round_index, scope)
 
 
 def random_masks(masks, seed):
