@@ -16,6 +16,8 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_lottery", "keras_lottery.*"]),
+    # The recipes (the top-level recipes/ of a checkout links here), read with importlib.resources.
+    package_data={"keras_lottery": ["recipes/*.json"]},
     python_requires=">=3.10",
     install_requires=requirements,
     extras_require={"test": ["pytest>=7"]},

@@ -62,7 +62,7 @@ def main(argv=None):
     tf.config.experimental.enable_op_determinism()
     with tempfile.TemporaryDirectory() as run_dir:
         experiment = MeasuredExperiment(recipe, run_dir, splits, log=lambda *a: None)
-        lottery.claim_run_dir(recipe, run_dir)
+        lottery.claim_run_dir(recipe, run_dir, experiment.identity())
         experiment.run()
     samples = experiment.samples
     print(f"end: {common.load_average()}\n")

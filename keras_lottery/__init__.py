@@ -1,7 +1,42 @@
 """keras-lottery: the Lottery Ticket Hypothesis (Frankle & Carbin, ICLR 2019) in Keras.
 
-Importing the package does not import TensorFlow; modules that need it import it from
-:mod:`keras_lottery.backend`, which selects legacy Keras 2 for tfmot.
+::
+
+    import keras_lottery as kl
+
+    recipe = kl.load_recipe("quickstart_digits", overrides={"pruning.rounds": 3})
+    result = kl.run(recipe, model=build_model, data=(x_train, y_train, x_test, y_test))
+    print(result.table())
+
+Importing the package does not import TensorFlow; ``kl.keras`` (the Keras that models
+must be built with: tf_keras, which tfmot needs) and ``kl.run`` import it on first use.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from keras_lottery.errors import UsageError  # noqa: E402,F401
+
+_LAZY = {
+    "load_recipe": ("keras_lottery.api", "load_recipe"),
+    "run": ("keras_lottery.api", "run"),
+    "Result": ("keras_lottery.api", "Result"),
+    "Recipe": ("keras_lottery.config.recipe", "Recipe"),
+    "RecipeError": ("keras_lottery.config.recipe", "RecipeError"),
+    "DataError": ("keras_lottery.data.sources", "DataError"),
+    "ModelError": ("keras_lottery.models.errors", "ModelError"),
+    "keras": ("keras_lottery.backend", "keras"),
+    "tf": ("keras_lottery.backend", "tf"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'keras_lottery' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

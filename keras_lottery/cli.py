@@ -1,4 +1,4 @@
-"""Command line: ``keras-lottery run``, ``report``, ``export`` and ``recipes``.
+"""Command line: ``keras-lottery run``, ``report``, ``export``, ``analyze`` and ``recipes``.
 
 TensorFlow is imported inside the commands, so ``--help`` answers at once.
 """
@@ -8,16 +8,13 @@ import time
 
 import click
 
+from keras_lottery.lottery import variants
+
 
 def _usage_errors():
-    from keras_lottery.data import DataError
-    from keras_lottery.distribute import DistributeError
-    from keras_lottery.export import ExportError
-    from keras_lottery.rundir.locking import RunLockedError
-    from keras_lottery.lottery import RunDirError
-    from keras_lottery.config.recipe import RecipeError
+    from keras_lottery.errors import UsageError
 
-    return RecipeError, DataError, RunDirError, ExportError, RunLockedError, DistributeError
+    return UsageError
 
 
 def _fail(err, code=2):
@@ -41,15 +38,19 @@ def main():
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multi_worker", "tpu"]),
               help="tf.distribute strategy (overrides distribute.strategy).")
 def run(recipe_path, out, data_path, rounds, trials, overrides, strategy):
-    """Run the experiment in RECIPE (a JSON file, e.g. recipes/quickstart_digits.json)."""
+    """Run the experiment in RECIPE: a JSON file, or the name of a shipped recipe
+    (e.g. quickstart_digits; `keras-lottery recipes` lists them)."""
+    from keras_lottery.config import catalog
     from keras_lottery.config import recipe as recipes
 
     if strategy:
         overrides = (*overrides, f"distribute.strategy={strategy}")
     try:
-        recipe = recipes.load(recipe_path, overrides, data_path, rounds, trials)
+        recipe = recipes.load(catalog.find(recipe_path), overrides, data_path, rounds, trials)
     except recipes.RecipeError as err:
         _fail(err)
+    for note in recipe.notes():
+        click.echo(f"note: {note}")
     from keras_lottery.lottery import failures
     from keras_lottery import lottery, results
 
@@ -80,7 +81,7 @@ def _write_report(run_dir):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--round", "round_index", type=int, required=True, help="Round to export (0 is dense).")
 @click.option("--trial", type=int, default=0, show_default=True)
-@click.option("--variant", type=click.Choice(["ticket", "random_reinit", "random_prune"]), default="ticket", show_default=True)
+@click.option("--variant", type=click.Choice(variants.names()), default=variants.TICKET, show_default=True)
 @click.option("--weights", type=click.Choice(["trained", "init"]), default="trained", show_default=True,
               help="trained: after the round; init: the ticket itself, m ⊙ θk.")
 @click.option("--out", type=click.Path(), required=True, help="Folder for the SavedModel.")
@@ -119,7 +120,7 @@ def report_command(run_dirs, out, curve_rounds):
 
 
 @main.group(invoke_without_command=True)
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Recipe folder (default: the shipped recipes/).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Recipe folder (default: the recipes shipped with keras-lottery).")
 @click.pass_context
 def recipes(ctx, directory):
     """List the recipes: name, model, dataset, kernel weights, what the paper shows."""
@@ -150,6 +151,45 @@ def show_recipe(directory, name, overrides):
     except _usage_errors() as err:
         _fail(err)
     click.echo(json.dumps(recipe.to_dict(), indent=2, ensure_ascii=False))
+
+
+class _Analyses(click.Group):
+    """One subcommand per registered analysis, its options read from the analysis."""
+
+    def list_commands(self, ctx):
+        from keras_lottery import analyses
+
+        return sorted(analyses.names())
+
+    def get_command(self, ctx, name):
+        from keras_lottery import analyses
+
+        if name not in analyses.names():
+            return None
+        analysis = analyses.get(name)
+
+        def callback(run_dir, **values):
+            given = {key: value for key, value in values.items() if value is not None}
+            try:
+                folder = analyses.analyze(name, run_dir, given, log=click.echo)
+            except _usage_errors() as err:
+                _fail(err)
+            click.echo(f"{name}: {folder}")
+
+        params = [click.Argument(["run_dir"], type=click.Path(exists=True, file_okay=False))]
+        for option, kind, default in analyses.option_fields(analysis):
+            flag = "--" + option.replace("_", "-")
+            if kind is bool:
+                params.append(click.Option([f"{flag}/--no-{option.replace('_', '-')}", option], default=None,
+                                           help=f"default: {default}"))
+            else:
+                params.append(click.Option([flag, option], type=kind, default=None, help=f"default: {default}"))
+        return click.Command(name, params=params, callback=callback, help=analysis.description)
+
+
+@main.group(cls=_Analyses)
+def analyze():
+    """Analyses of a finished run, each writing RUN_DIR/analyses/<name>/ and a report section."""
 
 
 if __name__ == "__main__":

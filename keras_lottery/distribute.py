@@ -20,9 +20,10 @@ from pathlib import Path
 
 from keras_lottery.backend import tf
 from keras_lottery.config.recipe import STRATEGIES
+from keras_lottery.errors import UsageError
 
 
-class DistributeError(ValueError):
+class DistributeError(UsageError):
     """A strategy that cannot be set up; the message says what to change."""
 
 

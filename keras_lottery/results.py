@@ -1,29 +1,56 @@
-"""Results: one summary row per trial x round x variant, tables and results files."""
+"""Results: one row per trial x round x variant, its schema, and the results files.
+
+:data:`SCHEMA` is the one definition of a results row: its columns, in order, and their
+types. A finished variant's ``summary.json`` holds its row; ``results.csv`` and
+``results.json`` hold the rows of every finished variant a recipe asks for. A variant
+whose training diverged has ``status`` ``failed``, no accuracies and an ``error``
+(see :mod:`keras_lottery.lottery.failures`).
+"""
 
 from collections import defaultdict
 
 import numpy as np
 
-from keras_lottery.rundir import storage
-from keras_lottery.training import early_stop
+from keras_lottery.lottery import rounds, variants
+from keras_lottery.rundir import layout, storage
 
-COLUMNS = (
-    "trial",
-    "round",
-    "variant",
-    "weights_remaining",
-    "early_stop_iteration",
-    "early_stop_test_accuracy",
-    "final_test_accuracy",
-    "best_val_loss",
-    "status",
-)
+OK = "ok"
+FAILED = "failed"
+
+SCHEMA = {
+    "trial": int,
+    "round": int,
+    "variant": str,
+    "weights_remaining": float,
+    "early_stop_iteration": int,
+    "early_stop_test_accuracy": float,
+    "final_test_accuracy": float,
+    "best_val_loss": float,
+    "status": str,
+}
+COLUMNS = tuple(SCHEMA)
+# Columns a failed row leaves empty.
+MEASURED = ("early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy", "best_val_loss")
 CURVE_COLUMNS = (
     "iteration", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
 )
 
 
-def summarize(trial, round_index, variant, weights_remaining, curve):
+class RowError(ValueError):
+    """A results row that does not fit :data:`SCHEMA`."""
+
+
+def early_stop(curve):
+    """The curve row with the lowest validation loss (the paper's early-stopping point)."""
+    return min(curve, key=lambda row: (row["val_loss"], row["iteration"]))
+
+
+def status(row):
+    return row.get("status", OK)
+
+
+def finished_row(trial, round_index, variant, weights_remaining, curve):
+    """The row of a variant that trained to the end: early stop and final accuracy."""
     best = early_stop(curve)
     return {
         "trial": trial,
@@ -34,54 +61,132 @@ def summarize(trial, round_index, variant, weights_remaining, curve):
         "early_stop_test_accuracy": best["test_accuracy"],
         "final_test_accuracy": curve[-1]["test_accuracy"],
         "best_val_loss": best["val_loss"],
-        "status": "ok",
+        "status": OK,
     }
 
 
+def failed_row(trial, round_index, variant, weights_remaining, curve, error):
+    """The row of a variant that diverged: no accuracies, and the reason."""
+    row = {
+        "trial": trial, "round": round_index, "variant": variant,
+        "weights_remaining": round(weights_remaining, 4), "status": FAILED,
+    }
+    row.update({column: None for column in MEASURED})
+    row.update({"error": str(error), "failed_after_evaluations": len(curve)})
+    return {column: row[column] for column in (*COLUMNS, "error", "failed_after_evaluations")}
+
+
+def typed(row):
+    """``row`` (from JSON or CSV text) with every column of :data:`SCHEMA` of its type.
+
+    Raises :class:`RowError` naming the column that is missing or of the wrong type.
+    """
+    if not isinstance(row, dict):
+        raise RowError(f"a results row must be an object, got {type(row).__name__}")
+    result = dict(row)
+    failed = status(row) == FAILED
+    for column, kind in SCHEMA.items():
+        if column == "status":
+            result[column] = status(row)
+            continue
+        if column not in row:
+            raise RowError(f"column '{column}' is missing")
+        value = row[column]
+        if failed and column in MEASURED and value in (None, ""):
+            result[column] = None
+            continue
+        try:
+            if kind is int and isinstance(value, str):
+                value = float(value)
+            if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
+                raise ValueError
+            result[column] = kind(value) if kind is not int else int(float(value))
+        except (TypeError, ValueError):
+            raise RowError(f"column '{column}' holds {value!r}, not {kind.__name__}") from None
+    if result["status"] not in (OK, FAILED):
+        raise RowError(f"column 'status' holds {result['status']!r}, not '{OK}' or '{FAILED}'")
+    return result
+
+
 def collect(run_dir, recipe):
-    """Summary rows of every finished trial/round/variant the recipe asks for."""
+    """Rows of every finished trial/round/variant the recipe asks for."""
     rows = []
     for trial in range(recipe.trials):
         for round_index in range(recipe.pruning.rounds):
-            for variant in recipe.variants if round_index else ("ticket",):
-                path = storage.variant_dir(run_dir, trial, round_index, variant) / "summary.json"
+            for variant in rounds.variants_of_round(recipe, round_index):
+                path = layout.summary(run_dir, trial, round_index, variant)
                 if path.is_file():
                     rows.append(storage.read_json(path))
     return rows
 
 
 def write(run_dir, rows):
-    storage.write_csv(run_dir / "results.csv", rows, COLUMNS)
-    storage.write_json(run_dir / "results.json", rows)
+    storage.write_csv(layout.results_csv(run_dir), rows, COLUMNS)
+    storage.write_json(layout.results_json(run_dir), rows)
 
 
-def table(rows, variants):
+def table(rows, variant_names):
     """The end-of-run table: per round, % remaining and each variant's early-stop
-    iteration and test accuracy (means over trials)."""
+    iteration and test accuracy (means over trials). Round 0 is the dense network,
+    shown in every column."""
+    ticket = variants.TICKET
     by_key = defaultdict(list)
-    failed = {(row["round"], row["variant"]) for row in rows if row.get("status") == "failed"}
+    failed = {(row["round"], row["variant"]) for row in rows if status(row) == FAILED}
     for row in rows:
-        if row.get("status", "ok") == "ok":
+        if status(row) == OK:
             by_key[(row["round"], row["variant"])].append(row)
-    rounds = sorted({row["round"] for row in rows})
+    round_numbers = sorted({row["round"] for row in rows})
     header = f"{'round':>5} {'remaining':>9}"
-    for variant in variants:
+    for variant in variant_names:
         header += f" | {variant + ' ES iter':>20} {'test acc':>8}"
     lines = [header, "-" * len(header)]
-    for round_index in rounds:
-        remaining = [r["weights_remaining"] for r in rows if r["round"] == round_index and r["variant"] == "ticket"]
+    for round_index in round_numbers:
+        remaining = [r["weights_remaining"] for r in rows if r["round"] == round_index and r["variant"] == ticket]
         if not remaining:
             continue
         line = f"{round_index:>5} {np.mean(remaining):>8.1f}%"
-        for variant in variants:
-            found = by_key.get((round_index, variant)) or (by_key[(round_index, "ticket")] if round_index == 0 else [])
+        for variant in variant_names:
+            shown = ticket if round_index == 0 else variant
+            found = by_key.get((round_index, shown))
             if found:
                 iteration = np.mean([r["early_stop_iteration"] for r in found])
                 accuracy = np.mean([r["early_stop_test_accuracy"] for r in found])
                 line += f" | {iteration:>20.0f} {accuracy:>8.4f}"
-            elif (round_index, variant) in failed or (round_index == 0 and (0, "ticket") in failed):
+            elif (round_index, shown) in failed:
                 line += f" | {'failed':>20} {'-':>8}"
             else:
                 line += f" | {'-':>20} {'-':>8}"
         lines.append(line)
     return "\n".join(lines)
+
+
+# ---- a variant's result files --------------------------------------------------------
+
+
+def save_outputs(run_dir, plan, outcome):
+    """Write a trained variant's mask, trained weights and curve; return its row.
+
+    The row is written by :func:`mark_finished`, last, so a variant counts as finished
+    only once every file it needs is in place.
+    """
+    key = (run_dir, plan.trial, plan.round, plan.variant)
+    storage.save_arrays(layout.mask(*key), plan.masks)
+    storage.save_arrays(layout.final(*key), outcome.weights)
+    storage.write_csv(layout.curve(*key), outcome.curve, CURVE_COLUMNS)
+    row = finished_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, outcome.curve)
+    row["seconds"] = round(outcome.seconds, 2)
+    return row
+
+
+def save_failed(run_dir, plan, failure):
+    """Record a diverged variant: its curve so far and a failed row; return the row."""
+    key = (run_dir, plan.trial, plan.round, plan.variant)
+    storage.write_csv(layout.curve(*key), failure.curve, CURVE_COLUMNS)
+    row = failed_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, failure.curve, failure.error)
+    row["seconds"] = round(failure.seconds, 2)
+    mark_finished(run_dir, plan, row)
+    return row
+
+
+def mark_finished(run_dir, plan, row):
+    storage.write_json(layout.summary(run_dir, plan.trial, plan.round, plan.variant), row)

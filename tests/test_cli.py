@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from keras_lottery import data
-from keras_lottery.rundir import storage
+from keras_lottery.rundir import layout, storage
 from keras_lottery.cli import main
 from keras_lottery.config.recipe import DatasetConfig
 from keras_lottery.results import COLUMNS
@@ -58,14 +58,14 @@ def test_export_writes_a_plain_savedmodel_that_predicts_like_the_run(quickstart,
     result = invoke("export", out, "--round", 2, "--out", tmp_path / "model")
     assert result.exit_code == 0, result.output
     loaded = tf.saved_model.load(str(tmp_path / "model"))
-    masks = storage.load_arrays(storage.variant_dir(out, 0, 2, "ticket") / "mask.npz")
+    masks = storage.load_arrays(layout.variant_dir(out, 0, 2, "ticket") / "mask.npz")
     kernels = _kernels(loaded)
     assert set(kernels) == {f"{layer}/kernel" for layer in masks}  # no pruning wrappers left
     for layer, mask in masks.items():
         assert np.all(kernels[f"{layer}/kernel"][mask == 0] == 0.0)
     x, y = _digits_test_set()
     logits = loaded.signatures["serving_default"](image=tf.constant(x))["output"].numpy()
-    summary = storage.read_json(storage.variant_dir(out, 0, 2, "ticket") / "summary.json")
+    summary = storage.read_json(layout.variant_dir(out, 0, 2, "ticket") / "summary.json")
     assert np.mean(logits.argmax(1) == y) == pytest.approx(summary["final_test_accuracy"], abs=1e-6)
 
 
@@ -76,7 +76,7 @@ def test_export_init_weights_is_the_ticket_itself(quickstart, tmp_path):
     assert invoke("export", out, "--round", 1, "--weights", "init", "--out", tmp_path / "m").exit_code == 0
     kernels = _kernels(tf.saved_model.load(str(tmp_path / "m")))
     theta0 = storage.load_arrays(out / "trial_0" / "init.npz")
-    masks = storage.load_arrays(storage.variant_dir(out, 0, 1, "ticket") / "mask.npz")
+    masks = storage.load_arrays(layout.variant_dir(out, 0, 1, "ticket") / "mask.npz")
     for layer, mask in masks.items():
         assert np.array_equal(kernels[f"{layer}/kernel"], theta0[f"{layer}/kernel"] * mask)
 

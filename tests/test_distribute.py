@@ -180,13 +180,13 @@ REPLICA_CHECK = textwrap.dedent("""
     import json, sys
     import numpy as np
     from keras_lottery import data, distribute, lottery, masking, pruning
-    from keras_lottery.lottery import rewinding
+    from keras_lottery.lottery import callbacks as rewinding
     from keras_lottery.config.recipe import parse
 
     recipe = parse(json.loads(sys.argv[1]))
     strategy = distribute.create(recipe.distribute)
     experiment = lottery.Experiment(recipe, sys.argv[2], data.load(recipe.dataset), lambda *_: None, strategy)
-    lottery.claim_run_dir(recipe, sys.argv[2])
+    lottery.claim_run_dir(recipe, sys.argv[2], experiment.identity())
     model = experiment.model
 
     def replicas_agree():

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from conftest import TINY, merge, save_recipe
 from keras_lottery.lottery import checkpoints
-from keras_lottery.rundir import locking, storage
+from keras_lottery.rundir import locking, layout, storage
 from keras_lottery import training
 from keras_lottery.cli import main
 
@@ -62,11 +62,11 @@ def reference(recipe_path, tmp_path_factory):
 def test_damaged_files_are_reported_and_their_rounds_redone(recipe_path, reference, tmp_path):
     out = tmp_path / "run"
     assert run(recipe_path, out).exit_code == 0
-    final = storage.variant_dir(out, 0, 1, "ticket") / "final.npz"
+    final = layout.variant_dir(out, 0, 1, "ticket") / "final.npz"
     final.write_bytes(final.read_bytes()[: final.stat().st_size // 2])  # half-written
-    (storage.variant_dir(out, 0, 1, "random_reinit") / "summary.json").write_text('{"trial": 0, "rou')
-    (storage.trial_dir(out, 0) / "init.npz").write_bytes(b"not an npz")
-    dense = storage.variant_dir(out, 0, 0, "ticket") / "summary.json"
+    (layout.variant_dir(out, 0, 1, "random_reinit") / "summary.json").write_text('{"trial": 0, "rou')
+    (layout.trial_dir(out, 0) / "init.npz").write_bytes(b"not an npz")
+    dense = layout.variant_dir(out, 0, 0, "ticket") / "summary.json"
     dense_time = dense.stat().st_mtime_ns
 
     result = run(recipe_path, out)
@@ -92,7 +92,7 @@ def test_resume_from_checkpoint_in_process(recipe_path, reference, tmp_path, mon
     with pytest.raises(Killed):
         run(recipe_path, out)
     monkeypatch.undo()
-    saved = checkpoints.saved(storage.variant_dir(out, 0, 1, "ticket"))
+    saved = checkpoints.saved(layout.variant_dir(out, 0, 1, "ticket"))
     assert [p.name for p in saved] == ["it_000000040"]  # the older checkpoint was replaced
     if damage:
         (saved[0] / "model.index").write_bytes(b"garbage")
@@ -133,7 +133,7 @@ def test_failed_ticket_stops_only_rounds_pruned_from_it(write_recipe, tmp_path, 
         assert "round 2 skipped: the round 1 ticket they are pruned from failed" in result.output
     assert status == expected
     assert "failed" in result.output  # the table shows it
-    assert (storage.variant_dir(out, 0, 0, "ticket") / "final.npz").is_file()
+    assert (layout.variant_dir(out, 0, 0, "ticket") / "final.npz").is_file()
 
 
 def test_lock_is_released_when_its_holder_ends(tmp_path):
@@ -155,10 +155,10 @@ def test_resume_after_late_rewind_point_keeps_captured_weights(write_recipe, tmp
     with pytest.raises(Killed):
         run(recipe, out)
     monkeypatch.undo()
-    assert (checkpoints.saved(storage.variant_dir(out, 0, 0, "ticket"))[0] / "rewind.npz").is_file()
+    assert (checkpoints.saved(layout.variant_dir(out, 0, 0, "ticket"))[0] / "rewind.npz").is_file()
     result = run(recipe, out)
     assert "trial 0 round 0/1 ticket: resumed from iteration 40" in result.output
-    rewound, expected = (storage.load_arrays(storage.trial_dir(d, 0) / "rewind.npz") for d in (out, expected_out))
+    rewound, expected = (storage.load_arrays(layout.trial_dir(d, 0) / "rewind.npz") for d in (out, expected_out))
     assert set(rewound) == set(expected)
     assert all((rewound[k] == expected[k]).all() for k in expected)
     same(results(out), results(expected_out))

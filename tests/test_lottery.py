@@ -5,7 +5,7 @@ import pytest
 
 from keras_lottery import lottery, masking, pruning, results
 from keras_lottery.config import recipe as recipes
-from keras_lottery.rundir import storage
+from keras_lottery.rundir import layout, storage
 from keras_lottery.lottery import RunDirError
 from conftest import TINY, merge
 
@@ -26,7 +26,7 @@ def tiny_run(tmp_path_factory):
 
 
 def _arrays(run_dir, round_index, variant, name, trial=0):
-    return storage.load_arrays(storage.variant_dir(run_dir, trial, round_index, variant) / name)
+    return storage.load_arrays(layout.variant_dir(run_dir, trial, round_index, variant) / name)
 
 
 def test_results_have_one_row_per_trial_round_variant(tiny_run):
@@ -89,7 +89,7 @@ def test_ticket_masks_prune_the_smallest_trained_weights(tiny_run):
 
 def test_controls_keep_the_ticket_sparsity_and_differ_as_intended(tiny_run):
     _, run_dir, _ = tiny_run
-    theta0 = storage.load_arrays(storage.trial_dir(run_dir, 0) / "init.npz")
+    theta0 = storage.load_arrays(layout.trial_dir(run_dir, 0) / "init.npz")
     for r in range(1, ROUNDS):
         ticket = _arrays(run_dir, r, "ticket", "mask.npz")
         reinit = _arrays(run_dir, r, "random_reinit", "mask.npz")
@@ -99,30 +99,25 @@ def test_controls_keep_the_ticket_sparsity_and_differ_as_intended(tiny_run):
             assert shuffled[layer].sum() == ticket[layer].sum()
             assert not np.array_equal(shuffled[layer], ticket[layer])
     # random_reinit draws new weights from the same initializer; the others start from θ0
-    start = lottery.start_weights(run_dir, recipes.parse(TINY), 0, 1, "random_reinit",
-                                  lambda seed: _initial_weights(seed))
+    from keras_lottery import data
+
+    recipe = recipes.parse(TINY)
+    experiment = lottery.Experiment(recipe, run_dir, data.load(recipe.dataset), log=lambda _: None)
+    start = experiment.round(0, 1).plan("random_reinit").weights
     assert not np.array_equal(start["fc1/kernel"], theta0["fc1/kernel"])
     assert start["fc1/kernel"].std() == pytest.approx(theta0["fc1/kernel"].std(), rel=0.1)
-
-
-def _initial_weights(seed):
-    from keras_lottery import models
-    from keras_lottery.config.recipe import parse
-
-    recipe = parse(TINY)
-    return masking.get_weights(models.build(recipe.model, (8, 8, 1), 10, seed))
 
 
 def test_rewinding_restores_theta0_bit_for_bit(tiny_run):
     recipe, run_dir, _ = tiny_run
     from keras_lottery import data
-    from keras_lottery.lottery.rewinding import Rewind
+    from keras_lottery.lottery.callbacks import Rewind
 
     splits = data.load(recipe.dataset)
     experiment = lottery.Experiment(recipe, run_dir, splits, log=lambda _: None)
-    theta0 = storage.load_arrays(storage.trial_dir(run_dir, 0) / "init.npz")
+    theta0 = storage.load_arrays(layout.trial_dir(run_dir, 0) / "init.npz")
     masks = _arrays(run_dir, 2, "ticket", "mask.npz")
-    callback = Rewind(weights=experiment.start_weights(0, 2, "ticket"), masks=masks)
+    callback = Rewind(weights=experiment.round(0, 2).plan("ticket").weights, masks=masks)
     callback.set_model(experiment.model)
     callback.on_train_begin()
     weights = masking.get_weights(experiment.model)
@@ -131,21 +126,21 @@ def test_rewinding_restores_theta0_bit_for_bit(tiny_run):
         expected = value * masks[layer] if name.endswith("kernel") and layer in masks else value
         assert np.array_equal(weights[name], expected), name
     # the rewind point saved by round 0 (k = 0) is θ0 itself
-    rewind = storage.load_arrays(storage.trial_dir(run_dir, 0) / "rewind.npz")
+    rewind = storage.load_arrays(layout.trial_dir(run_dir, 0) / "rewind.npz")
     assert all(np.array_equal(rewind[n], theta0[n]) for n in theta0)
 
 
 def test_late_rewinding_saves_theta_k(tmp_path):
     recipe, run_dir, rows = _run(tmp_path / "late", rewind={"iteration": 20}, pruning={"rounds": 2},
                                  controls=[])
-    theta0 = storage.load_arrays(storage.trial_dir(run_dir, 0) / "init.npz")
-    rewind = storage.load_arrays(storage.trial_dir(run_dir, 0) / "rewind.npz")
+    theta0 = storage.load_arrays(layout.trial_dir(run_dir, 0) / "init.npz")
+    rewind = storage.load_arrays(layout.trial_dir(run_dir, 0) / "rewind.npz")
     trained = _arrays(run_dir, 0, "ticket", "final.npz")
     assert not np.array_equal(rewind["fc1/kernel"], theta0["fc1/kernel"])
     assert not np.array_equal(rewind["fc1/kernel"], trained["fc1/kernel"])
     assert [r["round"] for r in rows] == [0, 1]
     # pruned rounds train from iteration k to the end
-    curve = storage.read_csv(storage.variant_dir(run_dir, 0, 1, "ticket") / "curve.csv")
+    curve = storage.read_csv(layout.variant_dir(run_dir, 0, 1, "ticket") / "curve.csv")
     assert [int(r["iteration"]) for r in curve] == [40, 60]
 
 
@@ -164,7 +159,7 @@ def test_same_recipe_and_seed_give_identical_masks(tiny_run, tmp_path):
 def test_rerun_skips_finished_rounds_and_extends(tmp_path):
     out = tmp_path / "resume"
     _run(out, pruning={"rounds": 2}, controls=[])
-    summary = storage.variant_dir(out, 0, 1, "ticket") / "summary.json"
+    summary = layout.variant_dir(out, 0, 1, "ticket") / "summary.json"
     stamp = summary.stat().st_mtime_ns
     logs = []
     recipe = recipes.parse(merge(TINY, {"pruning": {"rounds": 3}, "controls": []}))
@@ -186,4 +181,5 @@ def test_a_different_recipe_never_writes_into_another_run(tiny_run):
 
 def test_default_run_directory_is_named_by_recipe_hash():
     recipe = recipes.parse(TINY)
-    assert str(lottery.run_dir_for(recipe)) == f"runs/tiny-{recipe.short_hash()}"
+    assert str(lottery.run_dir_for(recipe, "abc")) == f"runs/tiny-{recipe.short_hash('abc')}"
+    assert recipe.short_hash("abc") != recipe.short_hash("abd")  # the data is part of the identity

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest import RECIPES
 from keras_lottery.config import catalog, recipe
 from keras_lottery import lottery, models, training
-from keras_lottery.rundir import storage
+from keras_lottery.rundir import layout, storage
 from keras_lottery.cli import main
 
 PAPER_RECIPES = (
@@ -165,8 +165,8 @@ def test_recipe_runs_two_rounds(name, tmp_path):
     assert rows[0]["weights_remaining"] == 100.0
     assert 0 < rows[1]["weights_remaining"] < 100.0
     assert all(np.isfinite(row["best_val_loss"]) for row in rows)
-    masks = storage.load_arrays(storage.variant_dir(run_dir, 0, 1, "ticket") / "mask.npz")
-    final = storage.load_arrays(storage.variant_dir(run_dir, 0, 1, "ticket") / "final.npz")
+    masks = storage.load_arrays(layout.variant_dir(run_dir, 0, 1, "ticket") / "mask.npz")
+    final = storage.load_arrays(layout.variant_dir(run_dir, 0, 1, "ticket") / "final.npz")
     for layer, mask in masks.items():  # pruned weights are zero after training
         assert 0 < mask.mean() < 1
         assert np.all(final[f"{layer}/kernel"][mask == 0] == 0)
@@ -175,3 +175,54 @@ def test_recipe_runs_two_rounds(name, tmp_path):
     shape, classes = catalog.DATASET_SHAPES[r.dataset.name]
     kinds = models.layer_kinds(models.build(r.model, shape, classes, seed=0))
     assert set(masks) == {layer for layer, kind in kinds.items() if kind in r.pruning.rates}
+
+
+# ---- shipped recipes by name, extends resolved ----------------------------------------
+
+def test_cli_shows_a_variant_recipe_resolved():
+    result = CliRunner().invoke(main, ["recipes", "show", "vgg19_cifar10_lr001"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert "extends" not in shown and shown["name"] == "vgg19_cifar10_lr001"
+    assert shown["training"]["learning_rate"] == 0.01 and shown["training"]["lr_drops"] == [56240, 84360]
+    assert recipe.parse(shown) == load("vgg19_cifar10_lr001")
+
+
+def test_cli_runs_a_recipe_by_name_or_path(tmp_path, monkeypatch):
+    """The name reaches the shipped file: its values are checked (and refused here, so nothing trains)."""
+    monkeypatch.chdir(tmp_path)
+    for given in ("quickstart_digits", "quickstart_digits.json", str(RECIPES / "quickstart_digits.json")):
+        result = CliRunner().invoke(main, ["run", given, "--set", "training.batch_size=0", "--out", "run"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip() == "error: recipe key 'training.batch_size': must be an integer >= 1, got 0"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("conv5_cifar10", "error: no recipe named 'conv5_cifar10' (it is not a file, nor a recipe `keras-lottery recipes` "
+                      "lists): did you mean 'conv6_cifar10'? (the recipes are conv2_cifar10, conv2_dropout_cifar10, "),
+    ("nothing_like_it", "error: no recipe named 'nothing_like_it' (it is not a file, nor a recipe `keras-lottery "
+                        "recipes` lists); the recipes are conv2_cifar10, "),
+    ("missing/recipe.json", "error: recipe file not found: missing/recipe.json; pass a recipe file, or one of the "
+                            "names conv2_cifar10, "),
+])
+def test_cli_run_refuses_what_is_neither_a_file_nor_a_name(tmp_path, monkeypatch, given, expected):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["run", given])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
+    assert all(name in lines[0] for name in ALL_RECIPES)
+
+
+def test_cli_run_prints_the_notes_of_a_schedule_longer_than_training(tmp_path, write_recipe, tiny_recipe):
+    path = write_recipe(tiny_recipe(training={"lr_drops": [40, 60, 100], "warmup_iterations": 80}, controls=[]))
+    result = CliRunner().invoke(main, ["run", str(path), "--rounds", "1", "--out", str(tmp_path / "run")])
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: training.lr_drops 60, 100 lie at or past the last iteration (60) and never happen",
+        "note: training.warmup_iterations 80 is at or past the last iteration (60): the warmup never ends, so the "
+        "learning rate never reaches training.learning_rate (0.003)",
+    ]
+    assert result.exit_code == 0, (result.output, result.exception)  # and the run goes ahead
+    assert (tmp_path / "run" / "results.csv").is_file()

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest import TINY, merge
 from keras_lottery.reporting import report
 from keras_lottery import results
-from keras_lottery.rundir import storage
+from keras_lottery.rundir import layout, storage
 from keras_lottery.cli import main
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -54,14 +54,14 @@ def make_run(path, name="handmade", csv_only=False):
                 "early_stop_iteration": iterations[trial], "early_stop_test_accuracy": accuracies[trial],
                 "final_test_accuracy": accuracies[trial] - 0.01, "best_val_loss": 0.1,
             })
-            out = storage.variant_dir(path, trial, round_index, variant)
+            out = layout.variant_dir(path, trial, round_index, variant)
             storage.write_csv(out / "curve.csv", _curve(accuracies[trial]), results.CURVE_COLUMNS)
             if variant == "ticket":
                 storage.save_arrays(out / "mask.npz", _masks(remaining))
                 storage.save_arrays(out / "final.npz", _weights(10 + round_index))
     for trial in (0, 1):
-        storage.save_arrays(storage.trial_dir(path, trial) / "init.npz", _weights(0))
-        storage.save_arrays(storage.trial_dir(path, trial) / "rewind.npz", _weights(0))
+        storage.save_arrays(layout.trial_dir(path, trial) / "init.npz", _weights(0))
+        storage.save_arrays(layout.trial_dir(path, trial) / "rewind.npz", _weights(0))
     storage.write_json(path / "recipe.json", merge(TINY, {"name": name, "trials": 2}))
     if csv_only:
         storage.write_csv(path / "results.csv", rows, results.COLUMNS)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, TINY, merge, save_recipe
 from keras_lottery import lottery  # noqa: F401  (imports TensorFlow once, before the timed parts)
-from keras_lottery.rundir import storage
+from keras_lottery.rundir import layout, storage
 from keras_lottery.cli import main
 
 # 200 iterations per variant, a checkpoint every 20: a kill lands inside a round.
@@ -96,7 +96,7 @@ def summary_times(run_dir):
 
 def test_killed_mid_round_resumes_from_checkpoint_and_lock_refuses_second_process(recipe_file, reference, tmp_path):
     out = tmp_path / "run"
-    ticket = storage.variant_dir(out, 0, 1, "ticket")
+    ticket = layout.variant_dir(out, 0, 1, "ticket")
     with open(tmp_path / "first.log", "w") as log:
         first = start(recipe_file, out, log)
         try:
@@ -126,7 +126,7 @@ def test_killed_mid_round_resumes_from_checkpoint_and_lock_refuses_second_proces
 
 def test_killed_between_rounds_resumes_without_redoing_finished_rounds(recipe_file, reference, tmp_path):
     out = tmp_path / "run"
-    dense = storage.variant_dir(out, 0, 0, "ticket") / "summary.json"
+    dense = layout.variant_dir(out, 0, 0, "ticket") / "summary.json"
     with open(tmp_path / "first.log", "w") as log:
         first = start(recipe_file, out, log)
         try:
@@ -151,7 +151,7 @@ def test_diverging_loss_marks_round_failed_and_stops_its_trial(recipe_file, tmp_
     assert error.startswith("error: 1 of 1 variants failed, first trial 0 round 0 ticket: loss became nan")
     rows = storage.read_csv(out / "results.csv")
     assert [(r["round"], r["variant"], r["status"]) for r in rows] == [("0", "ticket", "failed")]
-    assert not (storage.variant_dir(out, 0, 0, "ticket") / "final.npz").exists()
+    assert not (layout.variant_dir(out, 0, 0, "ticket") / "final.npz").exists()
     # A rerun does not train the failed round again and reports the same failure.
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1

@@ -1,36 +1,61 @@
-"""The recipe catalog: the recipes shipped in ``recipes/``, listed without loading data.
+"""The recipe catalog: the recipes shipped with the package, listed without loading data.
+
+The recipes are package data (``keras_lottery/recipes/*.json``, read through
+:mod:`importlib.resources`), so an installed keras-lottery runs them by name from any
+folder; in a source checkout the top-level ``recipes`` is a link to the same folder.
 
 Each row names the recipe, its model and dataset, the model's kernel weight count on
 the dataset's input shape (the count the paper reports) and a one-line description.
 """
 
+import difflib
+import importlib.resources
 import json
+import os
 from pathlib import Path
 
 from keras_lottery.config import recipe as recipes
 
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+# A pathlib.Path: pip installs packages as folders (a zipped package would not list here).
+RECIPES_DIR = importlib.resources.files("keras_lottery") / "recipes"
 # Input shape and classes of each named dataset, so models can be built without data.
 DATASET_SHAPES = {"mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10), "digits": ((8, 8, 1), 10)}
 
 
 def recipe_paths(directory=None):
-    """The ``*.json`` recipe files of ``directory`` (default: the shipped ``recipes/``), by name."""
+    """The ``*.json`` recipe files of ``directory`` (default: the shipped recipes), by name."""
     directory = Path(directory) if directory else RECIPES_DIR
-    if not directory.is_dir():
+    if not isinstance(directory, Path) or not directory.is_dir():
         raise recipes.RecipeError(f"recipe folder not found: {directory}; pass --dir to the folder holding recipes")
     return sorted(directory.glob("*.json"))
 
 
+def shipped_paths():
+    """The shipped recipe files by name (the file name without .json)."""
+    return {path.stem: path for path in recipe_paths()}
+
+
 def find(name, directory=None):
-    """The recipe file called ``name`` (a file name with or without .json, or a path)."""
+    """The recipe file ``name`` stands for: an existing file, else the recipe of that name
+    (with or without .json) in ``directory`` (default: the shipped recipes)."""
     path = Path(name)
-    if path.suffix == ".json" and path.is_file():
+    if path.is_file():
         return path
     paths = {p.stem: p for p in recipe_paths(directory)}
-    if path.stem in paths:
-        return paths[path.stem]
-    raise recipes.RecipeError(f"no recipe named {name!r}; `keras-lottery recipes` lists {', '.join(paths)}")
+    if len(path.parts) == 1 and path.name.removesuffix(".json") in paths:
+        return paths[path.name.removesuffix(".json")]
+    if str(name).endswith(".json") or os.sep in str(name) or "/" in str(name):
+        raise recipes.RecipeError(
+            f"recipe file not found: {name}; pass a recipe file, or one of the names "
+            f"{', '.join(paths)}"
+        )
+    close = difflib.get_close_matches(str(name), list(paths), n=1)
+    listed = ", ".join(paths)
+    problem = f"no recipe named {name!r} (it is not a file, nor a recipe `keras-lottery recipes` lists)"
+    if close:
+        raise recipes.RecipeError(f"{problem}: did you mean {close[0]!r}? (the recipes are {listed})")
+    raise recipes.RecipeError(f"{problem}; the recipes are {listed}")
 
 
 def headline(description):

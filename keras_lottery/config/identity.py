@@ -90,18 +90,23 @@ def recipe_identity(recipe):
     return {key: value for key, value in data.items() if value != {}}
 
 
-def identity(recipe, data_fingerprint):
-    """The whole identity of a run: the recipe's part and the data's fingerprint."""
-    return {"recipe": recipe_identity(recipe), "data": data_fingerprint}
+def identity(recipe, data_fingerprint, model_fingerprint=None):
+    """The whole identity of a run: the recipe's part, the data's fingerprint and, for a
+    model of the user's own (whose code is not versioned with the package), a
+    fingerprint of its architecture."""
+    found = {"recipe": recipe_identity(recipe), "data": data_fingerprint}
+    if model_fingerprint is not None:
+        found["model"] = model_fingerprint
+    return found
 
 
 def _hash(obj):
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def short_hash(recipe, data_fingerprint):
+def short_hash(recipe, data_fingerprint, model_fingerprint=None):
     """Eight hex digits naming the run directory ``runs/<name>-<hash>``."""
-    return _hash(identity(recipe, data_fingerprint))
+    return _hash(identity(recipe, data_fingerprint, model_fingerprint))
 
 
 def legacy_identity(recipe):

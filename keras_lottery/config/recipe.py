@@ -3,9 +3,19 @@
 A recipe is parsed into frozen dataclasses. Parsing is strict: an unknown key, a wrong
 type or an impossible value raises :class:`RecipeError` with a one-line message that
 names the key and what is allowed, before anything is trained or written.
+
+A recipe file may start from another one: ``"extends": "vgg19_cifar10"`` (a shipped
+recipe) or ``"extends": "base.json"`` (a path relative to the extending file's folder)
+and state only what differs. :func:`read` resolves the chain, so a parsed recipe, and its
+hash, are the same as those of the recipe written out in full.
+
+Settings that are allowed but have no effect (a learning-rate drop after the end of
+training) are not errors; :meth:`Recipe.notes` describes them, and ``keras-lottery run``
+prints them. Parsing itself prints nothing.
 """
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -18,9 +28,11 @@ from typing import Any, Optional
 from keras_lottery import models
 from keras_lottery.lottery import rewinding, variants
 from keras_lottery.pruning import criteria
+from keras_lottery.errors import UsageError
 
 LAYER_KINDS = ("conv", "dense", "output", "shortcut")
 DATASETS = ("mnist", "cifar10", "digits", "npz")
+PYTHON_DATA = "python"  # data passed to keras_lottery.run (recorded in the run's recipe.json)
 TFDS_PREFIX = "tfds:"  # "tfds:fashion_mnist": any tensorflow-datasets image classification dataset
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -34,7 +46,7 @@ INITIALIZERS = (
 )
 
 
-class RecipeError(ValueError):
+class RecipeError(UsageError):
     """A recipe that cannot be run; the message names the key and the fix."""
 
 
@@ -55,9 +67,26 @@ class DatasetConfig:
 
     def check(self, key):
         _require(
-            self.name in DATASETS or (self.name.startswith(TFDS_PREFIX) and len(self.name) > len(TFDS_PREFIX)),
+            self.name in DATASETS + (PYTHON_DATA,)
+            or (self.name.startswith(TFDS_PREFIX) and len(self.name) > len(TFDS_PREFIX)),
             f"{key}.name", f"one of {', '.join(DATASETS)} or tfds:NAME (a tensorflow-datasets name)", self.name,
         )
+        tfds_name = self.name[len(TFDS_PREFIX):] if self.name.startswith(TFDS_PREFIX) else None
+        if tfds_name is not None:  # e.g. fashion_mnist, mnist_corrupted/shot_noise, cifar10:3.0.2
+            _require(
+                re.fullmatch(r"[A-Za-z0-9_][\w.:/*-]*", tfds_name) is not None, f"{key}.name",
+                "tfds:NAME with a tensorflow-datasets name such as tfds:fashion_mnist or tfds:mnist_corrupted/shot_noise",
+                self.name,
+            )
+        for field_name, default in (("image_key", "image"), ("label_key", "label")):
+            value = getattr(self, field_name)
+            _require(bool(value.strip()), f"{key}.{field_name}", "the name of a feature of the tfds: dataset", value)
+            if tfds_name is None and value != default:
+                raise RecipeError(
+                    f"recipe key '{key}.{field_name}': applies to tfds:NAME datasets only, got {json.dumps(value)} "
+                    f"with name {json.dumps(self.name)}; remove it or set {key}.name to tfds:NAME"
+                )
+        _require(self.image_key != self.label_key, f"{key}.label_key", "another feature than image_key", self.label_key)
         _require(self.validation_size >= 1, f"{key}.validation_size", "an integer >= 1", self.validation_size)
         if self.name == "npz":
             _require(self.path is not None, f"{key}.path", "a file path when name is 'npz'", self.path)
@@ -77,6 +106,8 @@ class ModelConfig:
     options: dict = field(default_factory=dict)  # keyword arguments of a module:function model
 
     def check(self, key):
+        if models.is_python_function(self.name):
+            return  # recorded by keras_lottery.run; models.source asks for the function again
         if models.is_user_function(self.name):
             builtin_only = [f.name for f in dataclasses.fields(self) if f.name not in ("name", "options")
                             and getattr(self, f.name) != f.default]
@@ -85,6 +116,11 @@ class ModelConfig:
                     f"recipe key '{key}.{builtin_only[0]}': applies to the built-in models only; a "
                     f"module:function model gets every other key of '{key}' as a keyword argument, so "
                     f"rename it or pass it in '{key}.options'"
+                )
+            if "seed" in self.options:
+                raise RecipeError(
+                    f"recipe key '{key}.options.seed': keras-lottery passes each build's seed itself "
+                    "(to the function's `seed` parameter); remove it"
                 )
             return
         _require(
@@ -128,9 +164,9 @@ class TrainingConfig:
         _require(self.weight_decay >= 0, f"{key}.weight_decay", "a number >= 0", self.weight_decay)
         _require(self.warmup_iterations >= 0, f"{key}.warmup_iterations", "an integer >= 0", self.warmup_iterations)
         _require(
-            all(isinstance(i, int) and 0 < i < self.iterations for i in self.lr_drops)
+            all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in self.lr_drops)
             and list(self.lr_drops) == sorted(set(self.lr_drops)),
-            f"{key}.lr_drops", "increasing iterations between 0 and training.iterations", list(self.lr_drops),
+            f"{key}.lr_drops", "a list of increasing iterations > 0", list(self.lr_drops),
         )
         _require(0 < self.lr_drop_factor <= 1, f"{key}.lr_drop_factor", "a number in (0, 1]", self.lr_drop_factor)
         if self.iterations % self.eval_every:
@@ -150,10 +186,6 @@ class TrainingConfig:
                 f"recipe key '{key}.momentum': applies to optimizer 'sgd' only, got {json.dumps(self.momentum)} "
                 f"with '{self.optimizer}'; remove it or set {key}.optimizer to \"sgd\""
             )
-        _require(
-            self.warmup_iterations < self.iterations, f"{key}.warmup_iterations",
-            f"fewer than training.iterations ({self.iterations})", self.warmup_iterations,
-        )
         _require(self.steps_per_execution >= 1, f"{key}.steps_per_execution", "an integer >= 1", self.steps_per_execution)
 
 
@@ -264,19 +296,35 @@ class Recipe:
     def variants(self):
         return (variants.TICKET,) + tuple(self.controls)
 
+    def notes(self):
+        """Settings of this recipe that are valid but never take effect, one sentence each
+        (``keras-lottery run`` prints them): typically a schedule written for the full
+        training length, run shorter with ``--set training.iterations=N``."""
+        t = self.training
+        found = []
+        late = [drop for drop in t.lr_drops if drop >= t.iterations]
+        if late:
+            lie, happen = ("lie", "happen") if len(late) > 1 else ("lies", "happens")
+            found.append(
+                f"training.lr_drops {', '.join(map(str, late))} {lie} at or past the last iteration "
+                f"({t.iterations}) and never {happen}"
+            )
+        if t.warmup_iterations and t.warmup_iterations >= t.iterations:
+            found.append(
+                f"training.warmup_iterations {t.warmup_iterations} is at or past the last iteration "
+                f"({t.iterations}): the warmup never ends, so the learning rate never reaches "
+                f"training.learning_rate ({t.learning_rate:g})"
+            )
+        return found
+
     def to_dict(self):
         return _to_jsonable(dataclasses.asdict(self))
 
-    def identity(self, data_fingerprint=None):
-        """See :mod:`keras_lottery.config.identity`."""
+    def short_hash(self, data_fingerprint=None, model_fingerprint=None):
+        """The hash naming this recipe's run directory (see :mod:`keras_lottery.config.identity`)."""
         from keras_lottery.config import identity
 
-        return identity.identity(self, data_fingerprint)
-
-    def short_hash(self, data_fingerprint=None):
-        from keras_lottery.config import identity
-
-        return identity.short_hash(self, data_fingerprint)
+        return identity.short_hash(self, data_fingerprint, model_fingerprint)
 
 
 def _to_jsonable(value):
@@ -324,34 +372,164 @@ def _coerce(value, tp, key):
     return value
 
 
+EXTENDS = "extends"  # the top-level key of a recipe file naming the recipe it builds on
+
+
+def unknown_key(path: str, allowed) -> RecipeError:
+    """The error for the dotted key ``path`` whose last part is not one of ``allowed``:
+    it suggests the closest allowed key, if one is close, and lists them all."""
+    parent, _, key = path.rpartition(".")
+    if path == EXTENDS:
+        return RecipeError(
+            "recipe key 'extends': only a recipe file may extend another (it is resolved when "
+            "the file is read); pass the file, or write the recipe out in full"
+        )
+    listed = ", ".join(allowed)
+    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    if not close:
+        close = [name for name in allowed if name.lower() == key.lower()]
+    if close:
+        suggestion = f"{parent}.{close[0]}" if parent else close[0]
+        return RecipeError(f"unknown recipe key '{path}': did you mean '{suggestion}'? (allowed keys are {listed})")
+    return RecipeError(f"unknown recipe key '{path}': allowed keys are {listed}")
+
+
+def _fold_model_options(cls, data):
+    """A ``module:function`` model's section: keys that are not ModelConfig fields are its
+    function's keyword arguments, kept in ``options``."""
+    if cls is not ModelConfig or not isinstance(data, dict) or not models.is_user_function(str(data.get("name", ""))):
+        return data
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    extra = {key: value for key, value in data.items() if key not in names}
+    if not extra:
+        return data
+    folded = {key: value for key, value in data.items() if key in names}
+    options = folded.get("options")
+    folded["options"] = {**(options if isinstance(options, dict) else {}), **extra}
+    return folded
+
+
+def check_keys(data: dict, cls=None, prefix: str = "", extra=()):
+    """Refuse the first key of ``data``, at any depth of its sections, that ``cls`` (default
+    :class:`Recipe`) does not have; ``extra`` are further keys allowed at this level.
+    Values are not checked here, so an unknown key is reported before anything else."""
+    cls = cls or Recipe
+    data = _fold_model_options(cls, data)
+    hints = typing.get_type_hints(cls)
+    allowed = [*(f.name for f in dataclasses.fields(cls)), *extra]
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key in extra:
+            continue
+        if key not in hints:
+            raise unknown_key(path, allowed)
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            check_keys(value, hints[key], path)
+
+
 def _build(cls, data: dict, prefix: str = ""):
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    data = _fold_model_options(cls, data)
     kwargs = {}
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else key
         if key not in hints:
-            raise RecipeError(f"unknown recipe key '{path}': allowed keys are {', '.join(names)}")
+            raise unknown_key(path, [f.name for f in dataclasses.fields(cls)])
         kwargs[key] = _coerce(value, hints[key], path)
     return cls(**kwargs)
 
 
 def parse(data: dict) -> Recipe:
-    """Build and check a recipe from a JSON object."""
+    """Build and check a recipe from a JSON object (``extends`` already resolved)."""
     if not isinstance(data, dict):
         raise RecipeError("a recipe must be a JSON object at the top level")
+    check_keys(data)
     recipe = _build(Recipe, data)
     recipe.check()
     return recipe
 
 
 def read(path) -> dict:
-    """Read a recipe file as a JSON object (not yet checked)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}; pass a path such as recipes/quickstart_digits.json")
+    """Read a recipe file as a JSON object with its ``extends`` chain resolved: each file's
+    keys are checked (an unknown key is refused here, naming the closest known key), then
+    each file is merged onto the recipe it extends (:func:`merge`). Values are checked
+    later, by :func:`parse`."""
+    return _read_extending(Path(path), ())
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` applied: objects are merged key by key, at any depth;
+    every other value (a number, a string, a list, null) replaces the base's."""
+    result = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _read_extending(path: Path, chain: tuple) -> dict:
+    """Read ``path``, which the files of ``chain`` extend (the first is the file asked for)."""
+    data = _read_json(path)
     try:
-        data = json.loads(path.read_text(), object_pairs_hook=_no_repeated_keys)
+        check_keys(data, extra=(EXTENDS,))
+    except RecipeError as err:
+        if not chain:
+            raise
+        raise RecipeError(f"recipe {path} (extended by {chain[-1]}): {err}") from None
+    if EXTENDS not in data:
+        return data
+    base = data.pop(EXTENDS)
+    base_path = _extended_path(base, path)
+    files = (*chain, path)
+    resolved = [p.resolve() for p in files]
+    if base_path.resolve() in resolved:
+        loop = " -> ".join(str(p) for p in (*files[resolved.index(base_path.resolve()):], base_path))
+        raise RecipeError(f"recipes extend each other in a cycle: {loop}; remove one of these 'extends'")
+    inherited = _read_extending(base_path, files)
+    model, base_model = data.get("model"), inherited.get("model")
+    if isinstance(model, dict) and isinstance(base_model, dict) and model.get("name", base_model.get("name")) != \
+            base_model.get("name"):
+        inherited = {key: value for key, value in inherited.items() if key != "model"}  # another model's arguments
+    return merge(inherited, data)
+
+
+def _extended_path(base, path: Path) -> Path:
+    """The file named by the ``extends`` value ``base`` of recipe file ``path``."""
+    from keras_lottery.config import catalog
+
+    if not isinstance(base, str) or not base.strip():
+        raise RecipeError(
+            f"recipe {path}: key 'extends' must be a shipped recipe name such as \"vgg19_cifar10\" "
+            f"or a path to a .json file, got {json.dumps(base)}"
+        )
+    if base.endswith(".json") or "/" in base or os.sep in base:
+        found = path.parent / base  # an absolute base stays absolute
+        if not found.is_file():
+            raise RecipeError(
+                f"recipe {path} extends {base!r}, but {found} is not a file; a path is relative to "
+                f"the folder of the recipe that extends ({path.parent})"
+            )
+        return found
+    shipped = catalog.shipped_paths()
+    if base not in shipped:
+        raise RecipeError(
+            f"recipe {path} extends {base!r}, which is not a shipped recipe ({', '.join(shipped)}); "
+            "to extend a file, give its path ending in .json"
+        )
+    return shipped[base]
+
+
+def _read_json(path: Path) -> dict:
+    """One recipe file as a JSON object, exactly as written."""
+    if not path.is_file():
+        raise RecipeError(
+            f"recipe file not found: {path}; pass a recipe file or a shipped recipe name "
+            "such as quickstart_digits (`keras-lottery recipes` lists them)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_repeated_keys)
     except json.JSONDecodeError as err:
         raise RecipeError(f"recipe file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
     except UnicodeDecodeError:
@@ -380,7 +558,7 @@ def require_sections(data: dict, source):
     if missing:
         raise RecipeError(
             f"recipe {source} lacks section '{missing[0]}' (required: {', '.join(REQUIRED)}); "
-            "copy it from recipes/quickstart_digits.json"
+            "copy it from `keras-lottery recipes show quickstart_digits`, or extend a recipe that has it"
         )
 
 
@@ -399,8 +577,7 @@ def set_value(data: dict, assignment: str) -> dict:
     for depth, key in enumerate(keys):
         hints = typing.get_type_hints(cls) if cls else {}
         if cls is not None and key not in hints:
-            where = ".".join(keys[: depth + 1])
-            raise RecipeError(f"--set: unknown recipe key '{where}': allowed keys are {', '.join(hints)}")
+            raise RecipeError(f"--set: {unknown_key('.'.join(keys[: depth + 1]), list(hints))}")
         if depth == len(keys) - 1:
             node[key] = value
             break
@@ -413,7 +590,8 @@ def set_value(data: dict, assignment: str) -> dict:
 
 
 def load(path, overrides=(), data_path=None, rounds=None, trials=None) -> Recipe:
-    """Read, override and check a recipe the way ``keras-lottery run`` does."""
+    """Read, override and check a recipe file the way ``keras-lottery run`` does (a shipped
+    recipe's name is turned into its file by :func:`keras_lottery.config.catalog.find`)."""
     data = read(path)
     for assignment in overrides:
         set_value(data, assignment)

@@ -1,9 +1,10 @@
 """Data: the splits a recipe (or a user) supplies, and the streams that feed training.
 
-- :mod:`.sources`: the named datasets, local files and user arrays, split and normalized;
+- :mod:`.sources`: the named datasets (digits, mnist, cifar10, ``tfds:NAME``), local files, and user
+  arrays or tf.data datasets, split, normalized and fingerprinted;
 - :mod:`.streams`: the reshuffled, resumable training stream and cached evaluation batches;
 - :mod:`.augment`: flips and crops for CIFAR-style training.
 """
 
-from keras_lottery.data.sources import DataError, Splits, load  # noqa: F401
+from keras_lottery.data.sources import PYTHON, DataError, Splits, load  # noqa: F401
 from keras_lottery.data.streams import as_tensor, eval_dataset, train_stream  # noqa: F401

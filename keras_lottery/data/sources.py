@@ -1,11 +1,22 @@
 """Datasets: load train/validation/test splits and feed them to training.
 
-Sources: scikit-learn's bundled ``digits`` (no download), a local ``.npz`` in Keras's
-mnist.npz layout (``dataset.path`` or ``--data``), or tensorflow-datasets (``mnist``,
-``cifar10``). The validation split is held out of the training data with a fixed seed;
-the training stream is reshuffled every epoch in an order fixed by the trial's seed.
+Sources (:func:`load`):
+
+- scikit-learn's bundled ``digits`` (no download);
+- a local ``.npz`` in Keras's mnist.npz layout (``dataset.path`` or ``--data``);
+- tensorflow-datasets: ``mnist`` and ``cifar10`` (fixed normalization constants), or
+  ``tfds:NAME``, any tfds image classification dataset with train and test splits
+  (features ``dataset.image_key`` and ``dataset.label_key``), standardized per channel
+  with its training split's statistics;
+- data from the Python API: ``(x_train, y_train, x_test, y_test)`` numpy arrays, or
+  ``(train, validation, test)`` ``tf.data.Dataset``\\ s of ``(x, y)`` pairs.
+
+The validation split is held out of the training data with a fixed seed (unless it is
+given); the training stream is reshuffled every epoch in an order fixed by the trial's seed.
+Every :class:`Splits` carries the :func:`fingerprint` of the data it came from.
 """
 
+import hashlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_lottery.backend import tf
+from keras_lottery.config.recipe import PYTHON_DATA as PYTHON
+from keras_lottery.errors import UsageError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # Per-channel mean and standard deviation of the training images, in [0, 1] units.
@@ -22,15 +35,29 @@ NORMALIZATION = {
 }
 VALIDATION_SEED = 0
 CLASSES = {"mnist": 10, "cifar10": 10, "digits": 10}  # a small sample may lack some classes
+TFDS_PREFIX = "tfds:"
+TFDS_NAMES = {"mnist": "mnist", "cifar10": "cifar10"}  # dataset.name -> tensorflow-datasets name
+SPLIT_NAMES = ("train", "validation", "test")
+ACCEPTED = (
+    "(x_train, y_train, x_test, y_test) numpy arrays or (train, validation, test) "
+    "tf.data.Datasets yielding (x, y) pairs"
+)
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """Data that cannot be loaded; the message says how to supply it."""
 
 
 @dataclass
 class Splits:
-    """Images (float32, normalized, NHWC) and integer labels for each split."""
+    """Inputs (float32, normalized) and integer labels for each split.
+
+    Built-in image sources give NHWC images (a channel axis is added to grey images);
+    user data keeps the shape it was given. ``fingerprint`` identifies the raw data (see
+    :func:`fingerprint`), ``source`` says where it came from, and ``normalization`` how the
+    inputs were scaled (data with the same fingerprint can be normalized differently,
+    e.g. an npz file named ``mnist`` and the same arrays given through the Python API).
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -39,31 +66,111 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    fingerprint: str = ""
+    source: str = ""
+    normalization: str = ""
 
     @property
     def input_shape(self):
         return self.x_train.shape[1:]
 
 
-def load(config) -> Splits:
-    """Load the dataset a recipe's ``dataset`` section names."""
+def load(config, supplied=None) -> Splits:
+    """The splits of the recipe's ``dataset`` section (``config``), or of user data.
+
+    ``supplied`` is None (load what ``config`` names), or data from the Python API:
+
+    - a tuple or list of 4 numpy arrays ``(x_train, y_train, x_test, y_test)``: the
+      validation split (``config.validation_size`` examples) is held out of the training
+      data with a fixed seed, as for the built-in datasets;
+    - a tuple or list of 3 ``tf.data.Dataset``\\ s ``(train, validation, test)`` yielding
+      ``(x, y)`` pairs, batched or not. They are read once into memory and must be finite;
+      the validation split is the one given (``config.validation_size`` is not used).
+      They are not streamed as given because every round must replay the same training
+      order and be resumable at any step, which the package's own seeded stream
+      (:func:`keras_lottery.data.streams.train_stream`) over in-memory arrays provides.
+
+    User inputs may have any shape the model accepts, ``(N, ...)``; labels are integers
+    shaped ``(N,)`` or ``(N, 1)``, 0..C-1 with every class in the training data. Float
+    inputs are used as given (as float32). uint8 inputs are scaled to [0, 1] and
+    standardized with the mean and standard deviation of the training split (after the
+    validation hold-out): per channel (the last axis) when inputs have 4 or more axes
+    (``(N, H, W, C)``), otherwise one mean and one deviation over all values (``(N, H, W)``
+    grey images, ``(N, D)`` vectors). No channel axis is added to user inputs.
+    """
+    if supplied is None:
+        return _load_configured(config)
+    if isinstance(supplied, (tuple, list)):
+        if len(supplied) == 4 and all(isinstance(a, np.ndarray) for a in supplied):
+            return _from_arrays(config, *supplied)
+        if len(supplied) == 3 and all(isinstance(d, tf.data.Dataset) for d in supplied):
+            return _from_datasets(*supplied)
+        if len(supplied) == 4:
+            bad = next(i for i, a in enumerate(supplied) if not isinstance(a, np.ndarray))
+            raise DataError(
+                f"supplied data: {NPZ_KEYS[bad]} is a {type(supplied[bad]).__name__}, not a numpy array; "
+                f"pass {ACCEPTED}"
+            )
+        if len(supplied) == 3:
+            bad = next(i for i, d in enumerate(supplied) if not isinstance(d, tf.data.Dataset))
+            raise DataError(
+                f"supplied data: the {SPLIT_NAMES[bad]} item is a {type(supplied[bad]).__name__}, not a "
+                f"tf.data.Dataset; pass {ACCEPTED}"
+            )
+        hint = ""
+        if len(supplied) == 2 and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in supplied):
+            hint = " (for Keras's ((x_train, y_train), (x_test, y_test)) pass (x_train, y_train, x_test, y_test))"
+        raise DataError(f"supplied data has {len(supplied)} items{hint}; pass {ACCEPTED}")
+    raise DataError(f"supplied data is a {type(supplied).__name__}; pass {ACCEPTED} as a tuple or list")
+
+
+def fingerprint(*arrays) -> str:
+    """A sha256 (hex) of the raw data: the dtype, shape and bytes of each array, in order.
+
+    The same content gives the same fingerprint whatever file or container it came in;
+    any changed byte, shape or dtype gives another one.
+    """
+    digest = hashlib.sha256(f"keras-lottery data, {len(arrays)} arrays\n".encode())
+    for array in arrays:
+        array = np.asarray(array)
+        digest.update(f"{array.dtype.str} {array.shape}\n".encode())
+        digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
+def _load_configured(config) -> Splits:
+    name = config.name
+    info_classes = 0
     if config.path is not None:
-        x_train, y_train, x_test, y_test = load_npz(config.path)
-        scale = 255.0
-    elif config.name == "digits":
-        x_train, y_train, x_test, y_test = load_digits()
-        scale = 16.0
-    else:
-        x_train, y_train, x_test, y_test = load_tfds(config.name, config.data_dir)
-        scale = 255.0
-    if config.validation_size >= len(x_train):
+        raw = load_npz(config.path)
+        scale, source = 255.0, f"npz {Path(config.path).resolve()}"
+    elif name == "digits":
+        raw = load_digits()
+        scale, source = 16.0, "digits"
+    elif name in TFDS_NAMES:
+        raw, _ = load_tfds(TFDS_NAMES[name], config.data_dir)
+        scale, source = 255.0, f"{name} (tensorflow-datasets)"
+    elif name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
+        raw, info_classes = load_tfds(name[len(TFDS_PREFIX):], config.data_dir, config.image_key, config.label_key)
+        scale, source = 255.0, name
+    elif name == "npz":
+        raise DataError("dataset.name is 'npz' but dataset.path is not set; pass --data PATH to a local .npz")
+    elif name == PYTHON:
         raise DataError(
-            f"dataset.validation_size ({config.validation_size}) must be smaller than the "
-            f"{len(x_train)} training examples; lower it with --set dataset.validation_size=N"
+            "this recipe's data was passed to keras_lottery.run from Python; pass it again there "
+            "(data=...), or set dataset.name to a dataset the command line can load"
         )
-    order = np.random.default_rng(VALIDATION_SEED).permutation(len(x_train))
-    val, train = order[: config.validation_size], order[config.validation_size:]
-    mean, std = NORMALIZATION.get(config.name, ((0.0,), (1.0,)))
+    else:
+        raise DataError(f"dataset.name '{name}' is not one of mnist, cifar10, digits, npz or tfds:NAME")
+    x_train, y_train, x_test, y_test = raw
+    digest = fingerprint(*raw)
+    train, val = _hold_out(len(x_train), config.validation_size)
+    if name.startswith(TFDS_PREFIX):  # also a tfds: dataset's npz copy (--data): normalized alike
+        mean, std = channel_stats(x_train[train])
+        normalization = "x/255, standardized per channel with the training split's statistics"
+    else:
+        mean, std = NORMALIZATION.get(name, ((0.0,), (1.0,)))
+        normalization = f"x/{scale:g}" + (f", standardized with {name}'s constants" if name in NORMALIZATION else "")
 
     def prepare(x):
         x = x.astype(np.float32) / scale
@@ -76,8 +183,156 @@ def load(config) -> Splits:
         x_train=prepare(x_train[train]), y_train=y_train[train].astype(np.int32),
         x_val=prepare(x_train[val]), y_val=y_train[val].astype(np.int32),
         x_test=prepare(x_test), y_test=y_test.astype(np.int32),
-        num_classes=max(int(labels.max()) + 1, CLASSES.get(config.name, 0)),
+        num_classes=max(int(labels.max()) + 1, CLASSES.get(name, 0), info_classes or 0),
+        fingerprint=digest, source=source, normalization=normalization,
     )
+
+
+def _hold_out(n, validation_size):
+    """Indices ``(train, validation)`` of ``n`` training examples, fixed by VALIDATION_SEED."""
+    if validation_size >= n:
+        raise DataError(
+            f"dataset.validation_size ({validation_size}) must be smaller than the "
+            f"{n} training examples; lower it with --set dataset.validation_size=N"
+        )
+    order = np.random.default_rng(VALIDATION_SEED).permutation(n)
+    return order[validation_size:], order[:validation_size]
+
+
+def _from_arrays(config, x_train, y_train, x_test, y_test) -> Splits:
+    source = "arrays from the Python API"
+    labels = check_user_data(source, {"train": (x_train, y_train), "test": (x_test, y_test)})
+    digest = fingerprint(x_train, y_train, x_test, y_test)  # as given: labels before (N, 1) -> (N,)
+    y_train, y_test = labels
+    train, val = _hold_out(len(x_train), config.validation_size)
+    return _user_splits(
+        source, digest, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test,
+    )
+
+
+def _from_datasets(train, validation, test) -> Splits:
+    source = "tf.data datasets from the Python API"
+    parts = [read_dataset(split, ds) for split, ds in zip(SPLIT_NAMES, (train, validation, test))]
+    digest = fingerprint(*(a for part in parts for a in part))
+    labels = check_user_data(source, dict(zip(SPLIT_NAMES, parts)))
+    (x_train, _), (x_val, _), (x_test, _) = parts
+    return _user_splits(source, digest, x_train, labels[0], x_val, labels[1], x_test, labels[2])
+
+
+def _user_splits(source, digest, x_train, y_train, x_val, y_val, x_test, y_test) -> Splits:
+    if x_train.dtype == np.uint8:
+        mean, std = (np.asarray(v, np.float32) for v in channel_stats(x_train))
+        normalization = "x/255, standardized " + ("per channel " if x_train.ndim >= 4 else "") + \
+            "with the training split's statistics"
+
+        def prepare(x):
+            return ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    else:
+        normalization = "as given (float32)"
+
+        def prepare(x):
+            return x.astype(np.float32)
+
+    labels = np.concatenate([y_train, y_val, y_test])
+    return Splits(
+        x_train=prepare(x_train), y_train=y_train.astype(np.int32),
+        x_val=prepare(x_val), y_val=y_val.astype(np.int32),
+        x_test=prepare(x_test), y_test=y_test.astype(np.int32),
+        num_classes=int(labels.max()) + 1, fingerprint=digest, source=source, normalization=normalization,
+    )
+
+
+def channel_stats(x, chunk=1 << 20):
+    """Mean and standard deviation of uint8 inputs, in [0, 1] units, as tuples.
+
+    Per channel (the last axis) when ``x`` has 4 or more axes, else one value over all of
+    ``x``. Computed exactly from the counts of the 256 values (no rounding from the order
+    of a sum). A constant channel gets a deviation of 1 (it becomes 0 after centering).
+    """
+    flat = x.reshape(-1, x.shape[-1]) if x.ndim >= 4 else x.reshape(-1, 1)
+    values = np.arange(256, dtype=np.float64)
+    means, stds = [], []
+    for c in range(flat.shape[1]):
+        counts = np.zeros(256, np.int64)
+        for start in range(0, len(flat), chunk):
+            counts += np.bincount(flat[start:start + chunk, c], minlength=256)
+        n = counts.sum()
+        mean = float(counts @ values) / n
+        std = float(np.sqrt(float(counts @ (values - mean) ** 2) / n))
+        means.append(mean / 255.0)
+        stds.append(std / 255.0 if std > 0 else 1.0)
+    return tuple(means), tuple(stds)
+
+
+def check_user_data(source, splits):
+    """Check user inputs and labels (``{split: (x, y)}``, train first); return the labels as (N,)."""
+    labels = []
+    first, (x_first, _) = next(iter(splits.items()))
+    for split, (x, y) in splits.items():
+        if x.ndim < 2 or len(x) == 0:
+            raise DataError(f"{source}: x_{split} must be shaped (N, ...) with at least one example, got {x.shape}")
+        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+            raise DataError(
+                f"{source}: x_{split} must be uint8 (standardized with the training statistics) or floating "
+                f"point (used as given), got {x.dtype}; convert it with .astype(np.float32)"
+            )
+        if x.dtype != x_first.dtype or x.shape[1:] != x_first.shape[1:]:
+            raise DataError(
+                f"{source}: x_{split} is {x.dtype} {x.shape[1:]} per example but x_{first} is "
+                f"{x_first.dtype} {x_first.shape[1:]}; give every split the same dtype and example shape"
+            )
+        if x.dtype != np.uint8 and not np.isfinite(x).all():
+            raise DataError(f"{source}: x_{split} has NaN or infinite values; replace or drop them")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.reshape(-1)
+        if y.shape != (len(x),):
+            raise DataError(f"{source}: y_{split} must be shaped ({len(x)},) or ({len(x)}, 1) to match x_{split}, got {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{source}: y_{split} must hold integer class labels 0..C-1, got {y.dtype}")
+        if y.min() < 0:
+            raise DataError(f"{source}: y_{split} has negative labels; labels must be 0..num_classes-1")
+        labels.append(y)
+    for split, y in zip(list(splits)[1:], labels[1:]):
+        check_labels(source, labels[0], y, f"y_{split}")
+    return labels
+
+
+def read_dataset(split, ds):
+    """Arrays ``(x, y)`` of a finite ``tf.data.Dataset`` of ``(x, y)`` pairs, batched or not."""
+    spec = ds.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(s, tf.TensorSpec) for s in spec)):
+        raise DataError(f"the {split} dataset must yield (x, y) pairs of dense tensors, got elements {spec}")
+    if int(ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise DataError(
+            f"the {split} dataset is infinite (e.g. .repeat()); pass a finite dataset, it is read once "
+            "into memory and the package makes its own seeded, repeating training stream"
+        )
+    x_spec, y_spec = spec
+    if y_spec.shape.rank is None or x_spec.shape.rank is None:
+        raise DataError(f"the {split} dataset has elements of unknown rank {spec}; give its tensors static ranks")
+    batched = _is_batched(x_spec.shape, y_spec.shape)
+    xs, ys = [], []
+    for x, y in ds.as_numpy_iterator():
+        if batched and len(x) != len(y):
+            raise DataError(f"the {split} dataset has a batch of {len(x)} inputs but {len(y)} labels; pair each input with one label")
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise DataError(f"the {split} dataset is empty; every split needs at least one example")
+    try:
+        return (np.concatenate(xs), np.concatenate(ys)) if batched else (np.stack(xs), np.stack(ys))
+    except ValueError:
+        raise DataError(f"the {split} dataset's examples differ in shape; give every input (and label) one shape") from None
+
+
+def _is_batched(x_shape, y_shape):
+    """Whether elements are batches: labels (B,) or (B, 1), not one example's () or (1,)."""
+    if y_shape.rank == 0:
+        return False
+    if y_shape.rank >= 2 or y_shape[0] is None or y_shape[0] != 1:
+        return True
+    # labels shaped (1,): a batch of one if the inputs also lead with 1, else one example's label
+    return x_shape.rank >= 1 and x_shape[0] == 1
 
 
 def load_digits():
@@ -132,8 +387,8 @@ def check_arrays(source, x_train, y_train, x_test, y_test):
         raise DataError(f"{source}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape")
 
 
-def check_labels(source, y_train, y_test):
-    """Labels are 0..C-1 with every class in the training set, and no test-only class."""
+def check_labels(source, y_train, y_test, test_name="y_test"):
+    """Labels are 0..C-1 with every class in the training set, and no class only in ``y_test``."""
     present = np.unique(y_train)
     if len(present) != int(y_train.max()) + 1:
         raise DataError(
@@ -142,8 +397,8 @@ def check_labels(source, y_train, y_test):
         )
     if y_test.max() > y_train.max():
         raise DataError(
-            f"{source}: y_test has label {int(y_test.max())} but y_train only goes up to {int(y_train.max())}; "
-            "every test class must appear in training"
+            f"{source}: {test_name} has label {int(y_test.max())} but y_train only goes up to {int(y_train.max())}; "
+            f"every {test_name[2:]} class must appear in training"
         )
 
 
@@ -155,14 +410,60 @@ def _internet_reachable(host="storage.googleapis.com", port=443, timeout=3.0):
         return False
 
 
-def load_tfds(name, data_dir=None):
-    """MNIST or CIFAR-10 through tensorflow-datasets, failing fast when offline."""
+def _first_line(err):
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def load_tfds(name, data_dir=None, image_key="image", label_key="label"):
+    """A tensorflow-datasets image classification dataset, failing fast when offline.
+
+    ``name`` is a tfds name (``mnist``, ``fashion_mnist``, ``cifar10``, ``name/config:version``)
+    with ``train`` and ``test`` splits of fixed-size uint8 images (feature ``image_key``) and
+    integer labels (feature ``label_key``). Returns ``(x_train, y_train, x_test, y_test)`` in
+    Keras's layout (grey images as (N, H, W)) and the number of classes the dataset declares
+    (0 if its label feature does not say).
+    """
     import tensorflow_datasets as tfds
+
+    source = f"tfds:{name}"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as err:  # unknown name, config or version; a missing optional module
+        raise DataError(
+            f"{source}: {_first_line(err)}; use a tensorflow-datasets name from "
+            "https://www.tensorflow.org/datasets/catalog"
+        ) from None
+    features = builder.info.features
+    keys = list(features.keys()) if hasattr(features, "keys") else []
+    for field, key in (("image_key", image_key), ("label_key", label_key)):
+        if key not in keys:
+            raise DataError(
+                f"{source} has no feature '{key}' (dataset.{field}); its features are {', '.join(keys) or 'not named'}; "
+                f"set dataset.image_key and dataset.label_key to two of them"
+            )
+    shape = getattr(features[image_key], "shape", None)
+    if shape is not None and any(d is None for d in shape):
+        raise DataError(
+            f"{source}: feature '{image_key}' has images of varying size {tuple(shape)}; only fixed-size image "
+            "datasets are supported (resize them and pass arrays through the Python API)"
+        )
+    if builder.info.splits:
+        missing = [s for s in ("train", "test") if s not in builder.info.splits]
+        if missing:
+            raise DataError(
+                f"{source} has no '{missing[0]}' split (it has {', '.join(builder.info.splits)}); only datasets "
+                "with train and test splits are supported (pass arrays through the Python API)"
+            )
 
     def read(download):
         result = []
         for split in ("train", "test"):
-            ds = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir, download=download)
+            try:
+                ds = tfds.load(name, split=split, data_dir=data_dir, download=download)
+            except ValueError as err:  # e.g. an unknown split
+                raise DataError(f"{source}: {_first_line(err)}; it needs train and test splits") from None
+            ds = ds.map(lambda features: (features[image_key], features[label_key]))
             xs, ys = [], []
             for x, y in tfds.as_numpy(ds.batch(10000)):
                 xs.append(x)
@@ -174,8 +475,9 @@ def load_tfds(name, data_dir=None):
         x_train, y_train, x_test, y_test = read(download=False)
     except AssertionError:  # not prepared in data_dir
         if not _internet_reachable():
+            display = name if name in TFDS_NAMES else source
             raise DataError(
-                f"dataset '{name}' is not in the tensorflow-datasets folder and cannot be downloaded "
+                f"dataset '{display}' is not in the tensorflow-datasets folder and cannot be downloaded "
                 "(no internet); run offline with --data PATH to a local .npz (x_train, y_train, x_test, "
                 "y_test) or set dataset.data_dir to a prepared tfds folder"
             ) from None
@@ -183,5 +485,5 @@ def load_tfds(name, data_dir=None):
     # tfds gives (N, H, W, 1) for grey images; Keras's npz layout is (N, H, W).
     x_train = x_train[..., 0] if x_train.shape[-1] == 1 else x_train
     x_test = x_test[..., 0] if x_test.shape[-1] == 1 else x_test
-    check_arrays(f"tfds:{name}", x_train, y_train, x_test, y_test)
-    return x_train, y_train, x_test, y_test
+    check_arrays(source, x_train, y_train, x_test, y_test)
+    return (x_train, y_train, x_test, y_test), int(getattr(features[label_key], "num_classes", 0) or 0)

@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from keras_lottery.rundir import storage
+from keras_lottery.rundir import layout, storage
 from keras_lottery import training
 from keras_lottery.backend import keras, tf
 
@@ -35,7 +35,7 @@ PREFIX = "it_"
 
 
 def folder(variant_dir):
-    return Path(variant_dir) / "checkpoints"
+    return layout.checkpoints(variant_dir)
 
 
 def saved(variant_dir):
@@ -106,10 +106,10 @@ class MidRound(keras.callbacks.Callback):
         tmp = root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self._checkpoint().write(str(tmp / "model"))
+        self._checkpoint().write(str(tmp / layout.CHECKPOINT_MODEL))
         if self.rewind.saved is not None:
-            storage.save_arrays(tmp / "rewind.npz", self.rewind.saved)
-        storage.write_json(tmp / "state.json", {
+            storage.save_arrays(tmp / layout.REWIND, self.rewind.saved)
+        storage.write_json(tmp / layout.CHECKPOINT_STATE, {
             "iteration": iteration, "seconds": round(self.seconds(), 3), "curve": self.curve,
         })
         if final.exists():
@@ -141,15 +141,15 @@ class MidRound(keras.callbacks.Callback):
         return start_iteration
 
     def _load(self, path):
-        state = json.loads((path / "state.json").read_text())
+        state = json.loads((path / layout.CHECKPOINT_STATE).read_text())
         iteration, curve = int(state["iteration"]), list(state["curve"])
         if iteration % self.eval_every or not 0 < iteration < self.end:
             raise ValueError(f"iteration {iteration} does not fit training.iterations {self.end}")
-        rewind_path = path / "rewind.npz"
+        rewind_path = path / layout.REWIND
         rewind_saved = storage.load_arrays(rewind_path) if rewind_path.is_file() else None
         optimizer = self.wrapped.optimizer
         optimizer.build(self.wrapped.trainable_variables)
-        self._checkpoint().read(str(path / "model")).assert_existing_objects_matched()
+        self._checkpoint().read(str(path / layout.CHECKPOINT_MODEL)).assert_existing_objects_matched()
         if int(optimizer.iterations.numpy()) != iteration:
             raise ValueError(f"optimizer is at iteration {int(optimizer.iterations.numpy())}, state says {iteration}")
         self.curve = curve

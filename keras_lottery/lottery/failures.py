@@ -17,45 +17,23 @@ What can still run after a failure, within the same trial:
 Other trials are independent and always continue.
 """
 
-from keras_lottery.rundir import storage
+from keras_lottery import results
+from keras_lottery.lottery import rounds, variants
+from keras_lottery.rundir import layout, storage
 
-FAILED = "failed"
-OK = "ok"
-
-
-def status(row):
-    return row.get("status", OK)
-
-
-def failed_summary(trial, round_index, variant, weights_remaining, curve, error):
-    """The summary of a variant that diverged: no accuracies, and the reason."""
-    return {
-        "trial": trial,
-        "round": round_index,
-        "variant": variant,
-        "weights_remaining": round(weights_remaining, 4),
-        "early_stop_iteration": None,
-        "early_stop_test_accuracy": None,
-        "final_test_accuracy": None,
-        "best_val_loss": None,
-        "status": FAILED,
-        "error": str(error),
-        "failed_after_evaluations": len(curve),
-    }
+FAILED, OK = results.FAILED, results.OK
+status = results.status
 
 
 def is_failed(run_dir, trial, round_index, variant):
-    path = storage.variant_dir(run_dir, trial, round_index, variant) / "summary.json"
-    return path.is_file() and storage.read_json(path).get("status") == FAILED
+    path = layout.summary(run_dir, trial, round_index, variant)
+    return path.is_file() and status(storage.read_json(path)) == FAILED
 
 
 def blocking_round(run_dir, recipe, trial, round_index):
-    """The round whose failed ticket ``round_index`` would be pruned from, or None."""
-    if round_index == 0:
-        return None
-    sources = {0, round_index - 1 if recipe.pruning.method == "iterative" else 0}
-    for source in sorted(sources):
-        if is_failed(run_dir, trial, source, "ticket"):
+    """The round whose failed ticket ``round_index`` depends on, or None."""
+    for source in rounds.depends_on(recipe, round_index):
+        if is_failed(run_dir, trial, source, variants.TICKET):
             return source
     return None
 
@@ -66,5 +44,5 @@ def describe(rows, run_dir):
     first = failed[0]
     return (
         f"{len(failed)} of {len(rows)} variants failed, first trial {first['trial']} round {first['round']} "
-        f"{first['variant']}: {first.get('error')}; see {run_dir}/results.csv (status column)"
+        f"{first['variant']}: {first.get('error')}; see {layout.results_csv(run_dir)} (status column)"
     )

@@ -10,6 +10,7 @@ non-zero again, so :func:`apply_masks` runs before any read that must see zeros.
 import numpy as np
 
 from keras_lottery.backend import keras, tf, tfmot
+from keras_lottery.models.errors import ModelError
 
 # The wrapper class is not exported by tfmot.sparsity.keras; prune_low_magnitude returns it.
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # noqa: E402
@@ -26,18 +27,40 @@ class FixedMask(tfmot.sparsity.keras.PruningSchedule):
 
 
 def wrap(model, prunable):
-    """Clone ``model`` with the layers named in ``prunable`` inside pruning wrappers."""
+    """Clone ``model`` with the layers named in ``prunable`` inside pruning wrappers.
+
+    ``prunable`` names layers of :data:`keras_lottery.models.PRUNABLE_TYPES` (see
+    :func:`keras_lottery.models.prunable_layers`). Every other layer is rebuilt from its
+    config, so a custom layer needs ``get_config``; weights are set afterwards by name.
+    """
+    from keras_lottery import models
+
     prunable = set(prunable)
+    by_name = {layer.name: layer for layer in model.layers}
+    missing = sorted(prunable - set(by_name))
+    if missing:
+        raise ModelError(f"cannot prune unknown layers: {', '.join(missing)}; the model's layers are {', '.join(by_name)}")
+    wrong = sorted(name for name in prunable if not models.is_kernel_layer(by_name[name]))
+    if wrong:
+        kinds = ", ".join(t.__name__ for t in models.PRUNABLE_TYPES)
+        raise ModelError(f"cannot prune layer {wrong[0]!r} ({type(by_name[wrong[0]]).__name__}): only {kinds} layers are pruned")
 
     def clone(layer):
         if layer.name in prunable:
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=FixedMask())
-        return layer.__class__.from_config(layer.get_config())
+        try:
+            config = layer.get_config()
+        except NotImplementedError:
+            raise ModelError(
+                f"layer {layer.name!r} ({type(layer).__name__}) cannot be copied into the pruned model: "
+                "give its class a get_config() method returning its constructor arguments"
+            ) from None
+        return layer.__class__.from_config(config)
 
     wrapped = keras.models.clone_model(model, clone_function=clone)
     missing = prunable - set(wrappers(wrapped))
     if missing:
-        raise ValueError(f"cannot prune unknown layers: {', '.join(sorted(missing))}")
+        raise ModelError(f"cannot prune layers {', '.join(sorted(missing))}: the cloned model does not wrap them")
     return wrapped
 
 
@@ -69,7 +92,7 @@ def set_masks(model, masks):
     """Assign masks (keyed by layer name) and zero the weights they remove."""
     layers = wrappers(model)
     if set(masks) != set(layers):
-        raise ValueError(f"masks for {sorted(masks)} do not match the pruned layers {sorted(layers)}")
+        raise ModelError(f"masks for {sorted(masks)} do not match the pruned layers {sorted(layers)}")
     for name, wrapper in layers.items():
         _mask_variable(wrapper).assign(np.asarray(masks[name], dtype=np.float32))
     apply_masks(model)
@@ -88,13 +111,24 @@ def dense_masks(model):
 
 
 def named_variables(model):
-    """The model's own variables keyed ``layer/weight`` (wrappers' masks left out)."""
+    """The model's own variables keyed ``layer/weight`` (wrappers' masks left out).
+
+    Two weights of one layer with the same last name (a model nested as a layer, or a
+    custom layer's ``add_weight`` calls sharing a name) raise ModelError: saved weights
+    are keyed by these names, so one would silently overwrite the other.
+    """
     variables = {}
     for layer in model.layers:
         layer = base_layer(layer)
         for variable in layer.weights:
             short = variable.name.split("/")[-1].split(":")[0]
-            variables[f"{layer.name}/{short}"] = variable
+            key = f"{layer.name}/{short}"
+            if key in variables:
+                raise ModelError(
+                    f"layer {layer.name!r} has two weights named {short!r} ({variables[key].name}, {variable.name}); "
+                    "give each weight of a layer its own name, and do not nest models as layers"
+                )
+            variables[key] = variable
     return variables
 
 

@@ -4,33 +4,207 @@ Every builder takes ``(input_shape, num_classes, config, kernel_init)`` and retu
 plain (unwrapped) ``tf_keras`` functional model. ``kernel_init()`` returns a freshly
 seeded initializer on every call, so one seed fixes every layer's initial weights.
 
-Layer names say how a layer is pruned (see :func:`layer_kind`): ``conv*`` layers are
-convolutions, ``shortcut*`` are 1x1 downsampling shortcuts, ``output`` is the last
-dense layer, and any other dense layer is a hidden fully-connected layer.
+Layers are pruned by TYPE (:data:`PRUNABLE_TYPES`): the layers whose ``kernel`` tfmot's
+``prune_low_magnitude`` can wrap. Their kind (:func:`layer_kinds`), what
+``pruning.rates`` is keyed by, is
+
+- ``shortcut``: a layer whose name starts with ``shortcut`` (Resnet-18's 1x1 shortcut
+  convolutions; name a layer so to give it its own rate);
+- ``conv``: any other convolution;
+- ``output``: the last ``Dense`` layer of the model (in model order);
+- ``dense``: any other ``Dense`` layer.
+
+The layers pruned are those of a kind with a rate, narrowed by ``pruning.include`` and
+``pruning.exclude`` (:func:`prunable_layers`, :func:`rates_by_layer`).
 """
 
+import re
+
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
 from keras_lottery.backend import keras
+from keras_lottery.config.recipe import RecipeError
 from keras_lottery.models import BUILTIN, import_function
+from keras_lottery.models.errors import ModelError
+
+# The layer types pruned. tfmot's registry wraps layers of these exact classes by pruning
+# their ``kernel`` (it matches classes exactly, so a user's subclass of Dense is not
+# wrappable and stays dense). Left out, though tfmot wraps them: DepthwiseConv2D (its
+# registry entry prunes nothing), SeparableConv1D/2D (prunes only the pointwise kernel),
+# LocallyConnected1D/2D, Embedding, RNNs and MultiHeadAttention. Conv1DTranspose is not
+# in tfmot's registry at all.
+PRUNABLE_TYPES = (
+    keras.layers.Dense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+_TYPE_NAMES = ", ".join(t.__name__ for t in PRUNABLE_TYPES)
 
 
-def layer_kind(layer):
-    """The pruning kind of a layer with a kernel: conv, shortcut, output or dense."""
-    if layer.name.startswith("shortcut"):
-        return "shortcut"
-    if isinstance(layer, keras.layers.Conv2D):
-        return "conv"
-    if layer.name == "output":
-        return "output"
-    return "dense"
+def _base(layer):
+    return layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+
+
+def is_kernel_layer(layer):
+    """True for a layer that is pruned by type: exactly one of :data:`PRUNABLE_TYPES`."""
+    return type(_base(layer)) in PRUNABLE_TYPES
+
+
+def _check_nested(model):
+    """Refuse a model holding a model with prunable layers: the pruning wrapper reaches top-level layers only."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            inner = [m.name for m in layer.submodules if type(m) in PRUNABLE_TYPES]
+            if inner:
+                raise ModelError(
+                    f"layer {layer.name!r} is a model inside the model holding prunable layers "
+                    f"({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}), which keras-lottery cannot "
+                    "prune: build one flat model (call the inner model's layers on the outer model's tensors)"
+                )
 
 
 def kernel_layers(model):
-    """The conv and dense layers of an unwrapped model, in order."""
-    return [
-        layer
-        for layer in model.layers
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+    """The prunable (:data:`PRUNABLE_TYPES`) layers of a model, in model order (unwrapped)."""
+    _check_nested(model)
+    return [_base(layer) for layer in model.layers if is_kernel_layer(layer)]
+
+
+def _output_layer(model):
+    """The last Dense layer of the model (any Dense subclass), or None."""
+    dense = [_base(layer) for layer in model.layers if isinstance(_base(layer), keras.layers.Dense)]
+    return dense[-1] if dense else None
+
+
+def layer_kind(layer, model):
+    """The pruning kind of one of ``model``'s kernel layers: shortcut, conv, output or dense."""
+    if layer.name.startswith("shortcut"):
+        return "shortcut"
+    if not isinstance(layer, keras.layers.Dense):
+        return "conv"
+    return "output" if layer is _output_layer(model) else "dense"
+
+
+def layer_kinds(model):
+    """``{layer name: kind}`` for the prunable layers of a model, in model order."""
+    output = _output_layer(model)
+    kinds = {}
+    for layer in kernel_layers(model):
+        if layer.name.startswith("shortcut"):
+            kinds[layer.name] = "shortcut"
+        elif not isinstance(layer, keras.layers.Dense):
+            kinds[layer.name] = "conv"
+        else:
+            kinds[layer.name] = "output" if layer is output else "dense"
+    return kinds
+
+
+def kernel_sizes(model):
+    """``{layer name: number of kernel weights}`` for the prunable layers of a model."""
+    return {layer.name: int(layer.kernel.shape.num_elements()) for layer in kernel_layers(model)}
+
+
+def kernel_weight_count(model):
+    """Number of prunable kernel weights: what the paper counts as the network's weights."""
+    return sum(kernel_sizes(model).values())
+
+
+def _matches(pattern, name):
+    return pattern == name or re.fullmatch(pattern, name) is not None
+
+
+def prunable_layers(model, pruning):
+    """``{layer name: kind}`` of the layers ``pruning`` may prune, in model order.
+
+    ``pruning`` is a :class:`~keras_lottery.config.recipe.PruningConfig`. Its ``include``
+    patterns (layer names or regular expressions matching the whole name) keep only the
+    matching layers, its ``exclude`` patterns drop matching layers. A pattern matching no
+    prunable layer, or an included layer whose kind has no rate, raises ``RecipeError``.
+    Which of these layers are pruned: those whose kind has a rate (:func:`rates_by_layer`).
+    """
+    kinds = layer_kinds(model)
+    if not kinds:
+        raise ModelError(f"the model has no layer that can be pruned: add layers of type {_TYPE_NAMES}")
+    listing = ", ".join(kinds)
+
+    def matching(key, patterns):
+        chosen = set()
+        for pattern in patterns:
+            try:
+                hits = {name for name in kinds if _matches(pattern, name)}
+            except re.error as err:
+                raise RecipeError(f"recipe key 'pruning.{key}': {pattern!r} is not a regular expression ({err})") from None
+            if not hits:
+                raise RecipeError(
+                    f"recipe key 'pruning.{key}': {pattern!r} matches no prunable layer; "
+                    f"the prunable layers are {listing}"
+                )
+            chosen |= hits
+        return chosen
+
+    included = matching("include", pruning.include) if pruning.include else set(kinds)
+    excluded = matching("exclude", pruning.exclude)
+    chosen = {name: kind for name, kind in kinds.items() if name in included and name not in excluded}
+    if pruning.include:
+        for name, kind in chosen.items():
+            if kind not in pruning.rates:
+                raise RecipeError(
+                    f"recipe key 'pruning.include': layer {name!r} is a {kind} layer and pruning.rates has no "
+                    f"rate for {kind!r}; add one or leave the layer out of include"
+                )
+    return chosen
+
+
+def rates_by_layer(model, pruning):
+    """``{layer name: rate}``: the layers pruned (:func:`prunable_layers` whose kind has a rate)."""
+    kinds = prunable_layers(model, pruning)
+    rates = {name: pruning.rates[kind] for name, kind in kinds.items() if kind in pruning.rates}
+    if not rates:
+        present = ", ".join(f"{name} ({kind})" for name, kind in kinds.items()) or "none"
+        raise RecipeError(
+            f"recipe key 'pruning.rates': no layer to prune has a kind in {sorted(pruning.rates)}; "
+            f"the layers that may be pruned are {present}"
+        )
+    return rates
+
+
+def _other_kernel_layers(model):
+    """Layers with a kernel-like weight that are not pruned by type (they always stay dense)."""
+    others = []
+    for layer in model.layers:
+        layer = _base(layer)
+        if is_kernel_layer(layer) or isinstance(layer, keras.layers.InputLayer):
+            continue
+        if any("kernel" in w.name.split("/")[-1] or "embeddings" in w.name for w in layer.weights):
+            others.append(layer)
+    return others
+
+
+def describe_pruning(model, rates_by_layer):
+    """Lines saying which layers a run prunes at which rate and which kernel layers stay dense."""
+    kinds, sizes = layer_kinds(model), kernel_sizes(model)
+    unknown = sorted(set(rates_by_layer) - set(kinds))
+    if unknown:
+        raise ModelError(f"cannot describe pruning of {', '.join(unknown)}: not prunable layers of the model")
+    others = _other_kernel_layers(model)
+    pruned = sum(sizes[name] for name in rates_by_layer)
+    lines = [
+        f"prunes {len(rates_by_layer)} of {len(kinds)} prunable layers "
+        f"({pruned:,} of {sum(sizes.values()):,} kernel weights):"
     ]
+    width = max([len(name) for name in kinds] + [len(layer.name) for layer in others])
+    for name, kind in kinds.items():
+        rate = rates_by_layer.get(name)
+        what = f"{100 * rate:g}% per round" if rate is not None else "stays dense"
+        lines.append(f"  {name:<{width}}  {kind:<8}  {sizes[name]:>11,} weights  {what}")
+    for layer in others:
+        lines.append(
+            f"  {layer.name:<{width}}  {'-':<8}  {'':>11}          stays dense "
+            f"({type(layer).__name__} is not a type keras-lottery prunes: {_TYPE_NAMES})"
+        )
+    return lines
 
 
 def seeded_initializers(name, seed):
@@ -44,21 +218,14 @@ def seeded_initializers(name, seed):
 
 
 def build(config, input_shape, num_classes, seed):
-    """Build the recipe's model (unwrapped) with initial weights fixed by ``seed``."""
+    """Build the recipe's model (unwrapped) with initial weights fixed by ``seed``.
+
+    Built-in models are built here; a ``module:function`` model goes through
+    :func:`keras_lottery.models.source`.
+    """
+    if config.name not in BUILTIN:
+        from keras_lottery.models.builder import source
+
+        return source(config, input_shape, num_classes).build(seed)
     builder = import_function(BUILTIN[config.name])
     return builder(tuple(input_shape), num_classes, config, seeded_initializers(config.initializer, seed))
-
-
-def kernel_weight_count(model):
-    """Number of conv/dense kernel weights: what the paper counts as the network's weights."""
-    return sum(kernel_sizes(model).values())
-
-
-def layer_kinds(model):
-    """``{layer name: kind}`` for the conv and dense layers of an unwrapped model."""
-    return {layer.name: layer_kind(layer) for layer in kernel_layers(model)}
-
-
-def kernel_sizes(model):
-    """``{layer name: number of kernel weights}`` for an unwrapped model."""
-    return {layer.name: int(layer.kernel.shape.num_elements()) for layer in kernel_layers(model)}

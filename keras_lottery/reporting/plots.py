@@ -15,11 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-VARIANT_STYLE = {
-    "ticket": {"linestyle": "-", "marker": "o", "label": "ticket"},
-    "random_reinit": {"linestyle": "--", "marker": "s", "label": "random reinit"},
-    "random_prune": {"linestyle": ":", "marker": "^", "label": "random pruning"},
-}
+from keras_lottery.lottery import variants
+
 MIN_TICK_RATIO = 1.25  # neighbouring tick labels on the log axis at least this far apart
 
 
@@ -61,8 +58,8 @@ def _by_remaining(runs, path, value, ylabel, title):
             x = np.array([p.remaining for p in points])
             mean = np.array([s.mean for s in stats])
             errors = np.array([[s.mean - s.min for s in stats], [s.max - s.mean for s in stats]])
-            style = dict(VARIANT_STYLE[variant])
-            label = style.pop("label")
+            style = variants.get(variant).style
+            label = variants.get(variant).label
             axis.errorbar(
                 x, mean, yerr=errors, capsize=3, markersize=5, linewidth=1.4,
                 color=_colour(index if several else number),
@@ -119,7 +116,7 @@ def training_curves(runs, rounds, path):
                 tail = iterations >= iterations[-1] * 0.2  # the paper's zoom: skip the first steps
                 low.append(lowest[tail].min())
                 high.append(highest.max())
-            title = VARIANT_STYLE[variant]["label"]
+            title = variants.get(variant).label
             axis.set_title(f"{run.label}: {title}" if len(runs) > 1 else title, fontsize=10)
             axis.set_xlabel("training iteration")
             axis.grid(True, alpha=0.3)

@@ -19,15 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_lottery.rundir import storage
-from keras_lottery.config.recipe import VARIANTS
+from keras_lottery import results
+from keras_lottery.lottery import variants
+from keras_lottery.rundir import layout, storage
+from keras_lottery.errors import UsageError
 
-INT_COLUMNS = ("trial", "round", "early_stop_iteration")
-FLOAT_COLUMNS = ("weights_remaining", "early_stop_test_accuracy", "final_test_accuracy", "best_val_loss")
+TICKET = variants.TICKET
 CURVE_COUNT = 5  # rounds drawn in the training-curve figure unless chosen
 
 
-class ReportError(ValueError):
+class ReportError(UsageError):
     """A run directory without results, or report options that do not fit the runs."""
 
 
@@ -71,16 +72,16 @@ class Run:
     @property
     def variants(self):
         present = {row["variant"] for row in self.rows}
-        return [variant for variant in VARIANTS if variant in present]
+        return [variant for variant in variants.names() if variant in present]
 
     @property
     def rounds(self):
-        return sorted({row["round"] for row in self.rows if row["variant"] == "ticket"})
+        return sorted({row["round"] for row in self.rows if row["variant"] == TICKET})
 
     def point(self, round_index, variant):
         """Statistics of ``variant`` in ``round_index`` (round 0 is the dense network for
         every variant), or None when that round has no finished trial."""
-        variant = "ticket" if round_index == 0 else variant
+        variant = TICKET if round_index == 0 else variant
         found = [r for r in self.rows if r["round"] == round_index and r["variant"] == variant]
         if not found:
             return None
@@ -100,10 +101,10 @@ class Run:
     def curve(self, round_index, variant):
         """Test accuracy against iteration for one round: (iterations, mean, min, max) over
         the trials whose curve.csv exists, or None."""
-        variant = "ticket" if round_index == 0 else variant
+        variant = TICKET if round_index == 0 else variant
         curves = []
         for trial in sorted({row["trial"] for row in self.rows}):
-            path = storage.variant_dir(self.path, trial, round_index, variant) / "curve.csv"
+            path = layout.curve(self.path, trial, round_index, variant)
             if path.is_file():
                 rows = storage.read_csv(path)
                 curves.append(([int(r["iteration"]) for r in rows], [float(r["test_accuracy"]) for r in rows]))
@@ -114,28 +115,18 @@ class Run:
         return np.array(curves[0][0][:length]), values.mean(0), values.min(0), values.max(0)
 
 
-def _typed(row):
-    row = dict(row)
-    for key in INT_COLUMNS:
-        row[key] = int(row[key])
-    for key in FLOAT_COLUMNS:
-        if row.get(key) not in (None, ""):
-            row[key] = float(row[key])
-    return row
-
-
 def load_run(path):
     """Read one run directory's results (results.json, else results.csv)."""
     path = Path(path)
-    if (path / "results.json").is_file():
+    if layout.results_json(path).is_file():
         try:
-            rows = storage.read_json(path / "results.json")
+            rows = storage.read_json(layout.results_json(path))
         except json.JSONDecodeError as err:
             raise ReportError(
-                f"{path / 'results.json'} is not valid JSON ({err.msg}); rerun keras-lottery run to rewrite it"
+                f"{layout.results_json(path)} is not valid JSON ({err.msg}); rerun keras-lottery run to rewrite it"
             ) from None
-    elif (path / "results.csv").is_file():
-        rows = storage.read_csv(path / "results.csv")
+    elif layout.results_csv(path).is_file():
+        rows = storage.read_csv(layout.results_csv(path))
     else:
         raise ReportError(
             f"{path} has no results.json or results.csv: pass a keras-lottery run directory "
@@ -143,17 +134,15 @@ def load_run(path):
         )
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ReportError(f"{path}: the results file is not a list of result rows; rerun keras-lottery run to rewrite it")
-    failed = [row for row in rows if row.get("status") == "failed"]
-    rows = [row for row in rows if row.get("status") != "failed"]
     try:
-        rows = [_typed(row) for row in rows]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ReportError(
-            f"{path}: malformed results rows ({type(err).__name__}: {err}); rerun keras-lottery run to rewrite them"
-        ) from None
-    if not any(row["round"] == 0 and row["variant"] == "ticket" for row in rows):
+        rows = [results.typed(row) for row in rows]
+    except results.RowError as err:
+        raise ReportError(f"{path}: malformed results rows ({err}); rerun keras-lottery run to rewrite them") from None
+    failed = [row for row in rows if results.status(row) == results.FAILED]
+    rows = [row for row in rows if results.status(row) != results.FAILED]
+    if not any(row["round"] == 0 and row["variant"] == TICKET for row in rows):
         raise ReportError(f"{path}: the dense network (round 0) has not finished yet; nothing to report")
-    recipe = storage.read_json(path / "recipe.json") if (path / "recipe.json").is_file() else {}
+    recipe = storage.read_json(layout.recipe_file(path)) if layout.recipe_file(path).is_file() else {}
     return Run(path=path, rows=rows, recipe=recipe, failed=failed)
 
 
@@ -277,7 +266,7 @@ def _earlier(ticket, other):
 def comparison_table(run):
     """Per pruned round: does the ticket's mean test accuracy at early stop beat the dense
     network's and each control's, and does it stop earlier?"""
-    controls = [v for v in run.variants if v != "ticket"]
+    controls = [v for v in run.variants if v != TICKET]
     others = ["dense"] + controls
     lines = [
         "| round | % weights remaining | ticket ES test acc | "
@@ -285,9 +274,9 @@ def comparison_table(run):
         + " | ".join(f"earlier ES than {o}" for o in others) + " |",
         "|---:|---:|---:|" + ":--|" * (2 * len(others)),
     ]
-    dense = run.point(0, "ticket")
+    dense = run.point(0, TICKET)
     for round_index in run.rounds:
-        ticket = run.point(round_index, "ticket")
+        ticket = run.point(round_index, TICKET)
         if round_index == 0 or ticket is None:
             continue
         compared = [dense] + [run.point(round_index, c) for c in controls]
@@ -299,8 +288,11 @@ def comparison_table(run):
     return "\n".join(lines)
 
 
-def markdown(runs, figures):
-    """The report text for ``runs``; ``figures`` maps a caption to a PNG file name."""
+def markdown(runs, figures, out=Path(".")):
+    """The report text for ``runs`` written into ``out``; ``figures`` maps a caption to
+    a PNG file name."""
+    from keras_lottery import analyses
+
     lines = ["# Lottery ticket report", ""]
     lines.append(
         "ES = early stop: the evaluation with the lowest validation loss. Accuracy is test accuracy "
@@ -311,7 +303,7 @@ def markdown(runs, figures):
         description = _describe(run.recipe)
         if description:
             lines += ["", description + "."]
-        dense = run.point(0, "ticket")
+        dense = run.point(0, TICKET)
         lines += [
             "", "### Dense network (round 0)", "",
             f"| % weights remaining | trials | {STAT_HEADER} |",
@@ -328,6 +320,8 @@ def markdown(runs, figures):
             lines += ["", "### Failed (left out of the tables and figures)", "",
                       "| trial | round | variant | error |", "|---:|---:|:--|:--|"]
             lines += [f"| {r['trial']} | {r['round']} | {r['variant']} | {r.get('error', '')} |" for r in run.failed]
+        for name, text in analyses.sections(run.path, out):
+            lines += ["", f"### Analysis: {name}", "", text]
     if figures:
         lines += ["", "## Figures", ""]
         for caption, name in figures.items():
@@ -343,7 +337,7 @@ def default_out(run_dirs, out=None):
     if out:
         return Path(out)
     if len(run_dirs) == 1:
-        return Path(run_dirs[0]) / "report"
+        return layout.report_dir(run_dirs[0])
     raise ReportError("several run directories: pass --out DIR for the comparison report")
 
 
@@ -362,7 +356,7 @@ def write(run_dirs, out=None, chosen_rounds=None, tensorboard=True):
     }
     figures = {caption: path.name for caption, path in figures.items() if path is not None}
     report = out / "report.md"
-    storage.write_text(report, markdown(runs, figures))
+    storage.write_text(report, markdown(runs, figures, out))
     if tensorboard:
         for run in runs:
             summaries.write_rounds(run.path, run.rows)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lottery.backend import tf
+from keras_lottery.rundir import layout
 
 
 def _writer(path):
@@ -23,8 +24,7 @@ def _writer(path):
 
 
 def write_curve(run_dir, trial, round_index, variant, curve):
-    path = Path(run_dir) / "tensorboard" / f"trial_{trial}" / f"round_{round_index:02d}" / variant
-    writer = _writer(path)
+    writer = _writer(layout.tensorboard_variant(run_dir, trial, round_index, variant))
     with writer.as_default():
         for row in curve:
             step = row["iteration"]
@@ -38,7 +38,7 @@ def write_curve(run_dir, trial, round_index, variant, curve):
 
 
 def write_sparsity(run_dir, trial, round_index, sparsity, weights_remaining):
-    writer = _writer(Path(run_dir) / "tensorboard" / f"trial_{trial}" / "sparsity")
+    writer = _writer(layout.tensorboard(run_dir, layout.trial_name(trial), "sparsity"))
     with writer.as_default():
         for layer, value in sparsity.items():
             tf.summary.scalar(f"sparsity/{layer}", value, step=round_index)
@@ -48,7 +48,7 @@ def write_sparsity(run_dir, trial, round_index, sparsity, weights_remaining):
 
 def write_rounds(run_dir, rows):
     """Rewrite the across-round scalars from the results rows (means over trials)."""
-    root = Path(run_dir) / "tensorboard" / "rounds"
+    root = layout.tensorboard(run_dir, "rounds")
     shutil.rmtree(root, ignore_errors=True)
     groups = defaultdict(list)
     for row in rows:
@@ -78,20 +78,21 @@ def write_weights(run_dir):
     the ticket's surviving weights where training starts (``weights_at_init/<layer>``:
     m ⊙ θ0, or m ⊙ θk when rewinding to iteration k) and after training
     (``weights_trained/<layer>``). Rounds without mask.npz and final.npz are skipped."""
+    from keras_lottery.lottery.variants import TICKET
     from keras_lottery.rundir import storage
 
-    for trial_dir in sorted(Path(run_dir).glob("trial_*")):
-        tensorboard = Path(run_dir) / "tensorboard" / trial_dir.name / "weights"
+    for trial_dir in sorted(Path(run_dir).glob(layout.TRIAL_GLOB)):
+        trial = layout.trial_of(trial_dir)
+        tensorboard = layout.tensorboard(run_dir, trial_dir.name, "weights")
         shutil.rmtree(tensorboard, ignore_errors=True)
         writer = None
-        for round_dir in sorted(trial_dir.glob("round_*")):
-            ticket = round_dir / "ticket"
-            round_index = int(round_dir.name.split("_")[1])
-            start_file = trial_dir / ("init.npz" if round_index == 0 else "rewind.npz")
-            if not all(p.is_file() for p in (ticket / "mask.npz", ticket / "final.npz", start_file)):
+        for round_dir in sorted(trial_dir.glob(layout.ROUND_GLOB)):
+            round_index = layout.round_of(round_dir)
+            files = (layout.mask(run_dir, trial, round_index, TICKET), layout.final(run_dir, trial, round_index, TICKET),
+                     layout.start_file(run_dir, trial, round_index))
+            if not all(p.is_file() for p in files):
                 continue
-            masks = storage.load_arrays(ticket / "mask.npz")
-            start, trained = storage.load_arrays(start_file), storage.load_arrays(ticket / "final.npz")
+            masks, trained, start = (storage.load_arrays(p) for p in files)
             writer = writer or _writer(tensorboard)
             with writer.as_default():
                 for layer, mask in masks.items():

@@ -14,9 +14,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from keras_lottery.lottery import checkpoints, failures
-from keras_lottery.rundir import storage
-from keras_lottery.results import COLUMNS
+from keras_lottery import results
+from keras_lottery.lottery import checkpoints, rounds, variants
+from keras_lottery.rundir import layout, storage
 
 DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile)
 
@@ -36,9 +36,11 @@ def summary_problem(path):
     try:
         summary = storage.read_json(path)
     except (DAMAGE + (json.JSONDecodeError, UnicodeDecodeError)) as err:
-        return f"summary.json is unreadable ({type(err).__name__})"
-    if not isinstance(summary, dict) or any(key not in summary for key in COLUMNS if key != "status"):
-        return "summary.json lacks result fields"
+        return f"{path.name} is unreadable ({type(err).__name__})"
+    try:
+        results.typed(summary)
+    except results.RowError as err:
+        return f"{path.name} is not a results row ({err})"
     return None
 
 
@@ -46,65 +48,64 @@ def curve_problem(path):
     try:
         rows = storage.read_csv(path)
         if not rows or any(None in row.values() or not row.get("iteration") for row in rows):
-            return "curve.csv is incomplete"
+            return f"{path.name} is incomplete"
     except (DAMAGE + (UnicodeDecodeError,)) as err:
-        return f"curve.csv is unreadable ({type(err).__name__})"
+        return f"{path.name} is unreadable ({type(err).__name__})"
     return None
 
 
-def variant_problem(folder, variant):
+def variant_problem(run_dir, trial, round_index, variant):
     """Why a variant that looks finished must be trained again, or None."""
-    summary = folder / "summary.json"
+    summary = layout.summary(run_dir, trial, round_index, variant)
     problem = summary_problem(summary)
     if problem:
         return problem
-    if failures.status(storage.read_json(summary)) == failures.FAILED:
+    if results.status(storage.read_json(summary)) == results.FAILED:
         return None
-    for name in ("mask.npz", "final.npz"):
-        if not (folder / name).is_file():
-            return f"{name} is missing"
-        problem = arrays_problem(folder / name)
+    for path in (layout.mask(run_dir, trial, round_index, variant), layout.final(run_dir, trial, round_index, variant)):
+        if not path.is_file():
+            return f"{path.name} is missing"
+        problem = arrays_problem(path)
         if problem:
             return problem
-    if (folder / "curve.csv").is_file():
-        return curve_problem(folder / "curve.csv")
-    return "curve.csv is missing"
+    curve = layout.curve(run_dir, trial, round_index, variant)
+    if curve.is_file():
+        return curve_problem(curve)
+    return f"{curve.name} is missing"
 
 
 def repair(run_dir, recipe, log=print):
     """Unmark every damaged variant of ``run_dir`` so it is trained again; return how many."""
     redo = 0
-    for leftover in Path(run_dir).glob("trial_*/**/.*.tmp"):  # a write cut short before its rename
+    for leftover in Path(run_dir).glob(f"{layout.TRIAL_GLOB}/**/{layout.TEMPORARY_GLOB}"):
         leftover.unlink()
     for trial in range(recipe.trials):
-        folder = storage.trial_dir(run_dir, trial)
-        for name in ("init.npz", "rewind.npz"):
-            path = folder / name
+        for path in (layout.init_weights(run_dir, trial), layout.rewind_weights(run_dir, trial)):
             problem = arrays_problem(path) if path.is_file() else None
             if problem:
                 log(f"warning: {path} is damaged: {problem}; it will be made again")
                 path.unlink()
-        dense = storage.variant_dir(run_dir, trial, 0, "ticket")
-        if (dense / "summary.json").is_file() and not (folder / "rewind.npz").is_file() and \
-                not failures.is_failed(run_dir, trial, 0, "ticket"):
-            log(f"warning: {folder / 'rewind.npz'} is missing; training trial {trial} round 0 again to recapture it")
-            (dense / "summary.json").unlink()
+        dense = layout.summary(run_dir, trial, 0, variants.TICKET)
+        rewind = layout.rewind_weights(run_dir, trial)
+        if dense.is_file() and not rewind.is_file() and results.status(storage.read_json(dense)) != results.FAILED:
+            log(f"warning: {rewind} is missing; training trial {trial} round 0 again to recapture it")
+            dense.unlink()
         for round_index in range(recipe.pruning.rounds):
-            for variant in recipe.variants if round_index else ("ticket",):
-                variant_dir = storage.variant_dir(run_dir, trial, round_index, variant)
-                mask = variant_dir / "mask.npz"
-                if not (variant_dir / "summary.json").is_file():
+            for variant in rounds.variants_of_round(recipe, round_index):
+                folder = layout.variant_dir(run_dir, trial, round_index, variant)
+                mask = layout.mask(run_dir, trial, round_index, variant)
+                if not layout.is_finished(run_dir, trial, round_index, variant):
                     if mask.is_file() and arrays_problem(mask):  # a ticket's mask is reused when present
                         log(f"warning: {mask} is damaged; it will be computed again")
                         mask.unlink()
                     continue
-                problem = variant_problem(variant_dir, variant)
-                checkpoints.clear(variant_dir)  # a finished variant needs none
+                problem = variant_problem(run_dir, trial, round_index, variant)
+                checkpoints.clear(folder)  # a finished variant needs none
                 if problem:
                     log(f"warning: trial {trial} round {round_index} {variant}: {problem}; training it again")
-                    (variant_dir / "summary.json").unlink()
-                    for name in ("mask.npz", "final.npz"):
-                        if (variant_dir / name).is_file() and arrays_problem(variant_dir / name):
-                            (variant_dir / name).unlink()
+                    layout.summary(run_dir, trial, round_index, variant).unlink()
+                    for path in (mask, layout.final(run_dir, trial, round_index, variant)):
+                        if path.is_file() and arrays_problem(path):
+                            path.unlink()
                     redo += 1
     return redo

@@ -14,15 +14,17 @@ import socket
 import time
 from pathlib import Path
 
+from keras_lottery.rundir import layout
+from keras_lottery.errors import UsageError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-LOCK_FILE = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(UsageError):
     """Another process is running in this run directory."""
 
 
@@ -40,7 +42,7 @@ def hold(run_dir):
     if fcntl is None:
         yield
         return
-    path = Path(run_dir) / LOCK_FILE
+    path = layout.lock_file(run_dir)
     handle = open(path, "a+")
     try:
         try:

@@ -1,18 +1,8 @@
-"""Run directories and atomic files.
+"""Atomic files: JSON, CSV and npz arrays.
 
 Every file is written to a temporary name in the same folder and renamed into place,
-so a reader sees either the old file or the complete new one. A variant's
-``summary.json`` is written last: its presence marks the variant as finished.
-
-Layout::
-
-    runs/<name>-<hash>/
-        recipe.json                      resolved recipe
-        results.csv, results.json        one row per trial x round x variant
-        trial_<t>/init.npz               θ0
-        trial_<t>/rewind.npz             θk (weights rounds rewind to)
-        trial_<t>/round_<rr>/<variant>/  mask.npz, final.npz, curve.csv, summary.json
-        tensorboard/                     event files
+so a reader sees either the old file or the complete new one. File names are
+:mod:`keras_lottery.rundir.layout`'s.
 """
 
 import csv
@@ -81,15 +71,3 @@ def save_arrays(path, arrays: dict):
 def load_arrays(path) -> dict:
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
-
-
-def trial_dir(run_dir, trial):
-    return Path(run_dir) / f"trial_{trial}"
-
-
-def variant_dir(run_dir, trial, round_index, variant):
-    return trial_dir(run_dir, trial) / f"round_{round_index:02d}" / variant
-
-
-def is_finished(run_dir, trial, round_index, variant):
-    return (variant_dir(run_dir, trial, round_index, variant) / "summary.json").is_file()

@@ -10,6 +10,7 @@ import gc
 import math
 import time
 
+from keras_lottery.results import early_stop  # noqa: F401  (re-exported)
 from keras_lottery.training import evaluation
 from keras_lottery.backend import keras, tf, tfmot
 
@@ -130,11 +131,6 @@ def train(model, train_data, val_data, test_data, config, start_iteration=0, cal
     )
     gc.collect()  # free this round's stream and callbacks (reference cycles) now, not rounds later
     return evaluate.curve
-
-
-def early_stop(curve):
-    """The curve row with the lowest validation loss (the paper's early-stopping point)."""
-    return min(curve, key=lambda row: (row["val_loss"], row["iteration"]))
 
 
 class Timer:

@@ -1,5 +1,9 @@
 """Weight decay on the surviving weights of conv and dense kernels.
 
+The kernels decayed are those of the layers pruned by type
+(:func:`keras_lottery.models.is_kernel_layer`: Dense and Conv1D/2D/3D, Conv2D/3DTranspose),
+whether or not a recipe prunes them.
+
 ``training.weight_decay`` is the decay λ of SGD's update ``w -= lr * (grad + λ w)``
 (PyTorch's convention, the paper's 1e-4). Keras expresses it as a loss term
 ``l * sum(w**2)`` whose gradient is ``2 l w``, so ``l = λ / 2``.
@@ -10,8 +14,8 @@ entries are exactly zero: they add nothing to the loss and get no decay gradient
 only the survivors decay. Biases and batch-normalization parameters are not decayed.
 """
 
-from keras_lottery import masking
-from keras_lottery.backend import keras, tf
+from keras_lottery import masking, models
+from keras_lottery.backend import tf
 
 
 def l2_factor(weight_decay):
@@ -26,7 +30,7 @@ def add_weight_decay(model, weight_decay):
     factor = l2_factor(weight_decay)
     for layer in model.layers:
         layer = masking.base_layer(layer)
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        if models.is_kernel_layer(layer):
             layer.add_loss(lambda kernel=layer.kernel: factor * tf.reduce_sum(tf.square(kernel)))
     return model
 

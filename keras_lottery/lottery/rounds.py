@@ -1,0 +1,141 @@
+"""Rounds: one trial's round as the variants see it, and the rules of the sequence.
+
+The rules live here once each:
+
+- :func:`variants_of_round`: round 0 trains the dense network (the ticket alone);
+  every later round trains the ticket and the recipe's controls;
+- :func:`source_round`: the round whose trained ticket a round is pruned from (the
+  previous round when pruning iteratively, the dense round 0 for one-shot pruning);
+- :func:`depends_on`: the rounds whose tickets must have trained for a round to run
+  (its source, and round 0, which captures θk).
+
+A :class:`Round` gives a variant (:mod:`.variants`) what it needs: the ticket's masks
+(computed once from the source round by the recipe's criterion, then read from disk),
+the weights to rewind to (:mod:`.rewinding`), fresh weights and seeds. Its
+:meth:`Round.plan` is what one variant of the round trains.
+
+Pure numpy (reads and writes the run directory): the model is behind ``fresh_weights``.
+"""
+
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from keras_lottery import pruning
+from keras_lottery.lottery import rewinding, variants
+from keras_lottery.rundir import layout, storage
+
+
+def derive_seed(*parts):
+    """A seed (< 2**20) derived from the recipe seed and names such as trial and round."""
+    ints = [p if isinstance(p, int) else zlib.crc32(str(p).encode()) for p in parts]
+    return int(np.random.SeedSequence(ints).generate_state(1)[0] % 2**20)
+
+
+def variants_of_round(recipe, round_index):
+    """The variants ``round_index`` trains: the dense round trains the ticket alone."""
+    return (variants.TICKET,) if round_index == 0 else tuple(recipe.variants)
+
+
+def source_round(recipe, round_index):
+    """The round whose trained ticket round ``round_index`` (>= 1) is pruned from."""
+    return round_index - 1 if recipe.pruning.method == "iterative" else 0
+
+
+def depends_on(recipe, round_index):
+    """Rounds whose tickets must have finished for ``round_index`` to train."""
+    if round_index == 0:
+        return ()
+    return tuple(sorted({0, source_round(recipe, round_index)}))
+
+
+@dataclass
+class Plan:
+    """What one variant of one round trains."""
+
+    trial: int
+    round: int
+    variant: str
+    masks: dict
+    weights: dict  # before masking; the model starts from masks ⊙ weights
+    start_iteration: int
+    weights_remaining: float
+    capture_at: Optional[int]  # the iteration whose weights are saved as θk (dense round only)
+
+
+class Round:
+    """Round ``index`` of ``trial`` in ``run_dir``.
+
+    ``rates`` maps each pruned layer to its rate; ``kernel_sizes`` counts every kernel
+    layer's weights (for % remaining); ``fresh_weights(seed)`` returns a newly
+    initialized model's weights.
+    """
+
+    def __init__(self, recipe, run_dir, trial, index, rates, kernel_sizes, fresh_weights):
+        self.recipe, self.run_dir, self.trial, self.index = recipe, run_dir, trial, index
+        self.rates, self.kernel_sizes, self.fresh_weights = rates, kernel_sizes, fresh_weights
+        self.mode = rewinding.get(recipe.rewind.mode)
+
+    def other(self, index):
+        return Round(self.recipe, self.run_dir, self.trial, index, self.rates, self.kernel_sizes, self.fresh_weights)
+
+    def seed(self, *names):
+        """A seed for this trial and round, derived from the recipe's seed and ``names``."""
+        return derive_seed(self.recipe.seed, self.trial, self.index, *names)
+
+    # ---- weights ------------------------------------------------------------------------
+
+    def theta_0(self):
+        return storage.load_arrays(layout.init_weights(self.run_dir, self.trial))
+
+    def theta_k(self):
+        return storage.load_arrays(layout.rewind_weights(self.run_dir, self.trial))
+
+    def trained(self, variant=variants.TICKET):
+        """The weights ``variant`` of this round ended with."""
+        return storage.load_arrays(layout.final(self.run_dir, self.trial, self.index, variant))
+
+    @property
+    def start_iteration(self):
+        return 0 if self.index == 0 else self.mode.start_iteration(self)
+
+    def rewound_weights(self):
+        """Where the ticket starts: θ0 in the dense round, else as the rewinding mode says."""
+        return self.theta_0() if self.index == 0 else self.mode.start_weights(self)
+
+    # ---- masks --------------------------------------------------------------------------
+
+    def ticket_masks(self):
+        """The ticket's masks in this round (computed once, then read from disk)."""
+        path = layout.mask(self.run_dir, self.trial, self.index, variants.TICKET)
+        if path.is_file():
+            return storage.load_arrays(path)
+        if self.index == 0:
+            theta_0 = self.theta_0()
+            masks = {name: np.ones(theta_0[f"{name}/kernel"].shape, np.float32) for name in self.rates}
+        else:
+            source = self.other(source_round(self.recipe, self.index))
+            start, trained = source.rewound_weights(), source.trained()
+            kernels = lambda weights: {name: weights[f"{name}/kernel"] for name in self.rates}  # noqa: E731
+            config = self.recipe.pruning
+            masks = pruning.criterion_masks(
+                config.criterion, kernels(start), kernels(trained), source.ticket_masks(), self.rates,
+                self.index, config.scope,
+            )
+        storage.save_arrays(path, masks)
+        return masks
+
+    # ---- what a variant trains ----------------------------------------------------------
+
+    def plan(self, name):
+        variant = variants.get(name)
+        masks = variant.masks(self)
+        return Plan(
+            trial=self.trial, round=self.index, variant=name, masks=masks,
+            weights=variant.start_weights(self),
+            start_iteration=variant.start_iteration(self),
+            weights_remaining=pruning.weights_remaining(masks, self.kernel_sizes),
+            capture_at=self.recipe.rewind.iteration if self.index == 0 else None,
+        )

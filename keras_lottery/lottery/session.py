@@ -1,0 +1,82 @@
+"""A training session: one variant of one round, from its plan to its outcome.
+
+:func:`train` seeds the random state, restarts the optimizer at the plan's iteration,
+sets ``masks ⊙ weights`` (:class:`~keras_lottery.lottery.callbacks.Rewind`, which also
+captures θk in the dense round), resumes from the newest mid-round checkpoint
+(:mod:`.checkpoints`), feeds the seeded data stream from the right step, reports
+progress, and trains to the end of the schedule. It returns an :class:`Outcome`, or
+raises :class:`Diverged` carrying the curve so far.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+from keras_lottery import data, distribute, masking, training
+from keras_lottery.data import augment
+from keras_lottery.lottery import checkpoints
+from keras_lottery.lottery.callbacks import Rewind
+from keras_lottery.lottery.rounds import derive_seed
+from keras_lottery.backend import keras
+
+
+@dataclass
+class Outcome:
+    curve: list  # every evaluation of the round, including those before a resume
+    weights: dict  # trained weights, masked entries exactly zero
+    theta_k: Optional[dict]  # the weights captured at the rewind iteration (dense round)
+    seconds: float
+
+
+class Diverged(Exception):
+    def __init__(self, error, curve, seconds):
+        super().__init__(str(error))
+        self.error, self.curve, self.seconds = error, curve, seconds
+
+
+def train(experiment, plan, folder, label):
+    """Train ``plan`` on ``experiment``'s model; checkpoints go to ``folder``."""
+    recipe, config, model = experiment.recipe, experiment.recipe.training, experiment.model
+    keras.utils.set_random_seed(derive_seed(recipe.seed, plan.trial, plan.round, plan.variant, "train"))
+    training.reset_optimizer(model, plan.start_iteration)
+    rewind = Rewind(save_at=plan.capture_at, weights=plan.weights, masks=plan.masks)
+    several_workers = distribute.task(experiment.strategy)[0] is not None
+    resume = checkpoints.MidRound(folder, config, model, rewind, experiment.log, same_cadence_everywhere=several_workers)
+    start = resume.restore(plan.start_iteration)
+    stream = data.train_stream(
+        experiment.splits.x_train, experiment.splits.y_train, config.batch_size,
+        seed=derive_seed(recipe.seed, plan.trial, "data"), start_step=start,
+        augment=augment.flip_and_crop if recipe.dataset.augment else None,
+    )
+    experiment.log(
+        f"{label}: training {plan.weights_remaining:.1f}% of weights for "
+        f"{config.iterations - plan.start_iteration} iterations"
+    )
+    if resume.resumed_at is not None:
+        experiment.log(f"{label}: resumed from iteration {resume.resumed_at} (mid-round checkpoint)")
+    progress = _progress(experiment.log, label, config, resume)
+    try:
+        training.train(
+            model, stream, experiment.val_data, experiment.test_data, config,
+            start_iteration=start, callbacks=[rewind], progress=progress, late_callbacks=[resume],
+        )
+    except training.DivergedError as err:
+        raise Diverged(err, resume.curve, resume.seconds()) from None
+    masking.apply_masks(model)
+    return Outcome(curve=resume.curve, weights=masking.get_weights(model), theta_k=rewind.saved, seconds=resume.seconds())
+
+
+def _progress(log, label, config, resume):
+    """Record every evaluation for checkpoints; print about ten of them per round."""
+    timer = training.Timer()
+    every = max(1, (config.iterations // config.eval_every) // 10)
+
+    def progress(row):
+        resume.record(row)
+        if (row["iteration"] // config.eval_every) % every == 0:
+            log(
+                f"  {label} iteration {row['iteration']}/{config.iterations}: "
+                f"val loss {row['val_loss']:.4f} val acc {row['val_accuracy']:.4f} "
+                f"test acc {row['test_accuracy']:.4f} ({timer():.0f}s)"
+            )
+
+    return progress

@@ -1,0 +1,155 @@
+"""The run directory's layout: the one module that knows every file name in it.
+
+::
+
+    <run>/
+        recipe.json                       the resolved recipe
+        identity.json                     what the results depend on: recipe fields and data fingerprint
+        model.json                        input shape and classes (for export)
+        results.csv, results.json         one row per trial x round x variant
+        trial_<t>/init.npz                θ0
+        trial_<t>/rewind.npz              θk (weights pruned rounds rewind to)
+        trial_<t>/round_<rr>/<variant>/   mask.npz, final.npz, curve.csv, summary.json;
+                                          checkpoints/ while the variant trains
+        analyses/<analysis>/              one folder per analysis (see keras_lottery.analyses)
+        report/                           report.md and figures
+        tensorboard/                      event files
+        .lock                             held while a process runs here
+
+A variant's ``summary.json`` is written last: its presence marks the variant finished.
+"""
+
+from pathlib import Path
+
+RECIPE = "recipe.json"
+IDENTITY = "identity.json"
+MODEL = "model.json"
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+LOCK = ".lock"
+REPORT = "report"
+TENSORBOARD = "tensorboard"
+ANALYSES = "analyses"
+ANALYSIS_OPTIONS = "options.json"  # inside analyses/<analysis>/
+
+INIT = "init.npz"
+REWIND = "rewind.npz"
+MASK = "mask.npz"
+FINAL = "final.npz"
+CURVE = "curve.csv"
+SUMMARY = "summary.json"
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_MODEL = "model"  # tf.train.Checkpoint prefix inside checkpoints/it_<iteration>/
+CHECKPOINT_STATE = "state.json"
+TEMPORARY_GLOB = ".*.tmp"  # a write cut short before its rename (see storage.atomic_write_bytes)
+TRIAL_GLOB = "trial_*"
+ROUND_GLOB = "round_*"
+
+
+def trial_name(trial):
+    return f"trial_{trial}"
+
+
+def round_name(round_index):
+    return f"round_{round_index:02d}"
+
+
+def trial_dir(run_dir, trial):
+    return Path(run_dir) / trial_name(trial)
+
+
+def round_dir(run_dir, trial, round_index):
+    return trial_dir(run_dir, trial) / round_name(round_index)
+
+
+def trial_of(path):
+    """The trial number of a ``trial_<t>`` folder."""
+    return int(Path(path).name.split("_")[1])
+
+
+def variant_dir(run_dir, trial, round_index, variant):
+    return round_dir(run_dir, trial, round_index) / variant
+
+
+def round_of(path):
+    """The round number of a ``round_<rr>`` folder."""
+    return int(Path(path).name.split("_")[1])
+
+
+def init_weights(run_dir, trial):
+    """θ0 of a trial."""
+    return trial_dir(run_dir, trial) / INIT
+
+
+def rewind_weights(run_dir, trial):
+    """θk of a trial, captured in the dense round."""
+    return trial_dir(run_dir, trial) / REWIND
+
+
+def start_file(run_dir, trial, round_index):
+    """The weights file a round's ticket starts from: θ0 in round 0, θk afterwards."""
+    return init_weights(run_dir, trial) if round_index == 0 else rewind_weights(run_dir, trial)
+
+
+def mask(run_dir, trial, round_index, variant):
+    return variant_dir(run_dir, trial, round_index, variant) / MASK
+
+
+def final(run_dir, trial, round_index, variant):
+    return variant_dir(run_dir, trial, round_index, variant) / FINAL
+
+
+def curve(run_dir, trial, round_index, variant):
+    return variant_dir(run_dir, trial, round_index, variant) / CURVE
+
+
+def summary(run_dir, trial, round_index, variant):
+    return variant_dir(run_dir, trial, round_index, variant) / SUMMARY
+
+
+def is_finished(run_dir, trial, round_index, variant):
+    return summary(run_dir, trial, round_index, variant).is_file()
+
+
+def checkpoints(variant_folder):
+    return Path(variant_folder) / CHECKPOINTS
+
+
+def analysis_dir(run_dir, name):
+    return Path(run_dir) / ANALYSES / name
+
+
+def tensorboard(run_dir, *parts):
+    return Path(run_dir).joinpath(TENSORBOARD, *parts)
+
+
+def tensorboard_variant(run_dir, trial, round_index, variant):
+    return tensorboard(run_dir, trial_name(trial), round_name(round_index), variant)
+
+
+def report_dir(run_dir):
+    return Path(run_dir) / REPORT
+
+
+def recipe_file(run_dir):
+    return Path(run_dir) / RECIPE
+
+
+def identity_file(run_dir):
+    return Path(run_dir) / IDENTITY
+
+
+def model_file(run_dir):
+    return Path(run_dir) / MODEL
+
+
+def results_csv(run_dir):
+    return Path(run_dir) / RESULTS_CSV
+
+
+def results_json(run_dir):
+    return Path(run_dir) / RESULTS_JSON
+
+
+def lock_file(run_dir):
+    return Path(run_dir) / LOCK
