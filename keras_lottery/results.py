@@ -46,7 +46,8 @@ def early_stop(curve):
 
 
 def status(row):
-    return row.get("status", OK)
+    """``ok`` or ``failed``; rows written without a status (an empty CSV cell) are ``ok``."""
+    return row.get("status") or OK
 
 
 def finished_row(trial, round_index, variant, weights_remaining, curve):

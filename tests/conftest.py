@@ -31,14 +31,10 @@ TINY = {
 
 
 def merge(base, changes):
-    """A deep copy of ``base`` with nested ``changes`` applied."""
-    result = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merge(result[key], value)
-        else:
-            result[key] = value
-    return result
+    """A deep copy of ``base`` with nested ``changes`` applied (as ``extends`` merges)."""
+    from keras_lottery.config.recipe import merge as merge_recipe
+
+    return copy.deepcopy(merge_recipe(base, changes))
 
 
 @pytest.fixture

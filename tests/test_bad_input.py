@@ -85,7 +85,7 @@ RECIPES = [
     ("warmup-negative", merge(TINY, {"training": {"warmup_iterations": -1}}), [], "'training.warmup_iterations': must be an integer >= 0"),
     ("lr-drops-decreasing", merge(TINY, {"training": {"lr_drops": [40, 20]}}), [], "'training.lr_drops': must be a list of increasing iterations > 0"),
     ("repeated-controls", merge(TINY, {"controls": ["random_prune", "random_prune"]}), [], "'controls': must be a list without repeats"),
-    ("rates-no-such-layer", dict(TINY, pruning=dict(TINY["pruning"], rates={"conv": 0.2})), [], "no layer of mlp has a kind in ['conv']"),
+    ("rates-no-such-layer", dict(TINY, pruning=dict(TINY["pruning"], rates={"conv": 0.2})), [], "no layer to prune has a kind in ['conv']"),
     ("validation-too-large", merge(TINY, {"dataset": {"validation_size": 5000}}), [], "dataset.validation_size (5000) must be smaller"),
     # files
     ("recipe-not-found", None, [], "recipe file not found"),

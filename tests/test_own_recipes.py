@@ -59,8 +59,8 @@ def test_a_missing_module_or_function_is_refused_with_one_line(tmp_path, monkeyp
         (tmp_path / "bad.json").write_text(json.dumps(recipe))
         result = CliRunner().invoke(main, ["run", "bad.json", "--out", "run"])
         assert result.exit_code == 2, result.output
-        line = result.output.strip().splitlines()[-1]
-        assert line.startswith("error: ") and expected in line
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
         assert not (tmp_path / "run").exists()
 
 

@@ -120,7 +120,7 @@ def test_experiment_wires_weight_decay_and_augmentation(tiny_recipe, monkeypatch
         calls.append(tuple(images.shape))
         return original(images, labels)
 
-    monkeypatch.setattr(lottery.experiment.augment, "flip_and_crop", spy)
+    monkeypatch.setattr(augment, "flip_and_crop", spy)
     r = recipe.parse(tiny_recipe(dataset={"augment": True}, training={"weight_decay": 1e-4},
                                  pruning={"rounds": 1}, controls=[]))
     splits = data.load(r.dataset)

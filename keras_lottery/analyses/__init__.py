@@ -35,10 +35,11 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from keras_lottery.registry import Registry
 from keras_lottery.rundir import layout, storage
 from keras_lottery.errors import UsageError
 
-REGISTRY = {}
+REGISTRY = Registry("analysis")
 
 
 
@@ -75,14 +76,7 @@ class Analysis:
         return None
 
 
-def register(cls):
-    """Class decorator: add an :class:`Analysis` subclass to the registry by its ``name``."""
-    if not cls.name:
-        raise ValueError("an analysis needs a name")
-    if cls.name in REGISTRY:
-        raise ValueError(f"an analysis named {cls.name!r} is already registered")
-    REGISTRY[cls.name] = cls()
-    return cls
+register = REGISTRY.register_class  # class decorator: registers the analysis by its ``name``
 
 
 def _discover():

@@ -9,7 +9,9 @@ the learning-rate schedule's position). ``weights`` is the paper's: survivors re
 Pure Python: parsing a recipe reads this registry without TensorFlow.
 """
 
-REGISTRY = {}
+from keras_lottery.registry import Registry
+
+REGISTRY = Registry("rewinding mode")
 
 
 class Mode:
@@ -26,19 +28,9 @@ class Mode:
         return round_.recipe.rewind.iteration
 
 
-def register(cls):
-    if cls.name in REGISTRY:
-        raise ValueError(f"a rewinding mode named {cls.name!r} is already registered")
-    REGISTRY[cls.name] = cls()
-    return cls
-
-
-def get(name):
-    return REGISTRY[name]
-
-
-def names():
-    return tuple(REGISTRY)
+register = REGISTRY.register_class  # class decorator: registers the mode by its ``name``
+get = REGISTRY.__getitem__
+names = REGISTRY.names
 
 
 register(Mode)

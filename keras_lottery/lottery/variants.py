@@ -22,8 +22,9 @@ Pure Python and numpy: parsing a recipe reads this registry without TensorFlow.
 """
 
 from keras_lottery import pruning
+from keras_lottery.registry import Registry
 
-REGISTRY = {}
+REGISTRY = Registry("variant")
 TICKET = "ticket"
 # The controls of Frankle & Carbin (2019), a recipe's default.
 PAPER_CONTROLS = ("random_reinit", "random_prune")
@@ -54,21 +55,9 @@ class Variant:
         return self.name != TICKET
 
 
-def register(cls):
-    """Class decorator: add a :class:`Variant` subclass to the registry by its ``name``."""
-    if cls.name in REGISTRY:
-        raise ValueError(f"a variant named {cls.name!r} is already registered")
-    REGISTRY[cls.name] = cls()
-    return cls
-
-
-def get(name):
-    return REGISTRY[name]
-
-
-def names():
-    """Every variant, the ticket first, in registration order."""
-    return tuple(REGISTRY)
+register = REGISTRY.register_class  # class decorator: registers the variant by its ``name``
+get = REGISTRY.__getitem__
+names = REGISTRY.names  # every variant, the ticket first, in registration order
 
 
 def controls():

@@ -14,26 +14,13 @@ Pure numpy: parsing a recipe reads this registry without TensorFlow.
 
 import numpy as np
 
-REGISTRY = {}
+from keras_lottery.registry import Registry
+
+REGISTRY = Registry("criterion")
 DEFAULT = "large_final"
-
-
-def register(name):
-    def add(function):
-        if name in REGISTRY:
-            raise ValueError(f"a criterion named {name!r} is already registered")
-        REGISTRY[name] = function
-        return function
-
-    return add
-
-
-def get(name):
-    return REGISTRY[name]
-
-
-def names():
-    return tuple(REGISTRY)
+register = REGISTRY.register_function  # register("name") decorates a scoring function
+get = REGISTRY.__getitem__
+names = REGISTRY.names
 
 
 @register("large_final")
