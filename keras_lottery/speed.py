@@ -18,7 +18,7 @@ import numpy as np
 
 from keras_lottery.data import augment
 from keras_lottery.config import catalog, recipe as recipes
-from keras_lottery import data, masking, models, pruning, training
+from keras_lottery import data, masking, models, training
 from keras_lottery.training import regularization
 from keras_lottery.backend import keras, tf, tfmot
 
@@ -28,7 +28,7 @@ TEST_SIZE = {"mnist": 10000, "cifar10": 10000, "digits": 360}
 def _masked_model(r):
     shape, classes = catalog.DATASET_SHAPES[r.dataset.name]
     plain = models.build(r.model, shape, classes, seed=0)
-    rates = pruning.layer_rates(models.layer_kinds(plain), r.pruning.rates)
+    rates = models.rates_by_layer(plain, r.pruning)
     model = masking.wrap(plain, rates)
     regularization.add_weight_decay(model, r.training.weight_decay)
     training.compile_model(model, r.training)

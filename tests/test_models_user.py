@@ -95,22 +95,30 @@ def test_conv1d_and_transposed_convolutions_are_conv_and_unsupported_types_stay_
     assert any("c1" in line and "20% per round" in line for line in lines)
 
 
-def test_prunable_types_are_those_tfmot_wraps_by_their_kernel():
-    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+def test_subclasses_of_dense_and_convolutions_are_pruned_by_their_kernel():
+    from keras_lottery import masking
 
-    for layer_type in models.PRUNABLE_TYPES:
-        assert PruneRegistry._LAYERS_WEIGHTS_MAP[layer_type] == ["kernel"]
-
-    class MyDense(keras.layers.Dense):
+    class MyDense(keras.layers.Dense):  # tfmot's registry knows only its exact classes
         pass
 
-    inputs = keras.Input((4,))
-    outputs = MyDense(3, name="custom")(keras.layers.Dense(4, name="d")(inputs))
-    model = keras.Model(inputs, outputs)
-    # tfmot cannot wrap a Dense subclass: it stays dense, and it is the last Dense, so nothing is 'output'
-    assert models.layer_kinds(model) == {"d": "dense"}
-    with pytest.raises(ValueError):
-        tfmot.sparsity.keras.prune_low_magnitude(MyDense(3))
+    class MyConv(keras.layers.Conv1D):
+        pass
+
+    inputs = keras.Input((6, 2))
+    x = keras.layers.Flatten()(MyConv(3, 2, name="conv")(inputs))
+    model = keras.Model(inputs, MyDense(3, name="custom")(keras.layers.Dense(4, name="d")(x)))
+    assert models.layer_kinds(model) == {"conv": "conv", "d": "dense", "custom": "output"}
+    wrapped = masking.wrap(model, ["conv", "custom"])
+    masks = {name: (np.arange(m.size).reshape(m.shape) % 2).astype("float32")
+             for name, m in masking.dense_masks(wrapped).items()}
+    masking.set_masks(wrapped, masks)
+    wrapped.compile("sgd", "mse")
+    wrapped.fit(np.ones((4, 6, 2), "float32"), np.ones((4, 3), "float32"), verbose=0,
+                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    masking.apply_masks(wrapped)
+    weights = masking.get_weights(wrapped)
+    for name, mask in masks.items():
+        assert np.all(weights[f"{name}/kernel"][mask == 0] == 0) and np.all(weights[f"{name}/kernel"][mask == 1] != 0)
 
 
 def test_describe_pruning_lists_every_kernel_layer():

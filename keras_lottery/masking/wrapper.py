@@ -13,6 +13,8 @@ from keras_lottery.backend import keras, tf, tfmot
 from keras_lottery.models.errors import ModelError
 
 # The wrapper class is not exported by tfmot.sparsity.keras; prune_low_magnitude returns it.
+from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer import PrunableLayer
+from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # noqa: E402
 
 
@@ -47,7 +49,7 @@ def wrap(model, prunable):
 
     def clone(layer):
         if layer.name in prunable:
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=FixedMask())
+            return tfmot.sparsity.keras.prune_low_magnitude(make_prunable(layer), pruning_schedule=FixedMask())
         try:
             config = layer.get_config()
         except NotImplementedError:
@@ -62,6 +64,22 @@ def wrap(model, prunable):
     if missing:
         raise ModelError(f"cannot prune layers {', '.join(sorted(missing))}: the cloned model does not wrap them")
     return wrapped
+
+
+def make_prunable(layer):
+    """``layer``, opted in to tfmot's ``PrunableLayer`` interface if tfmot's registry does not
+    know its class (a subclass of Dense or a convolution): its ``kernel`` is pruned.
+
+    The class gets ``get_prunable_weights`` (unless it defines it) and is registered as a
+    virtual ``PrunableLayer``; a custom layer may define ``get_prunable_weights`` itself.
+    """
+    if PruneRegistry.supports(layer) or isinstance(layer, PrunableLayer):
+        return layer
+    cls = type(layer)
+    if "get_prunable_weights" not in vars(cls):
+        cls.get_prunable_weights = lambda self: [self.kernel]
+    PrunableLayer.register(cls)
+    return layer
 
 
 def base_layer(layer):

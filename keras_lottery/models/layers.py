@@ -27,19 +27,16 @@ from keras_lottery.config.recipe import RecipeError
 from keras_lottery.models import BUILTIN, import_function
 from keras_lottery.models.errors import ModelError
 
-# The layer types pruned. tfmot's registry wraps layers of these exact classes by pruning
-# their ``kernel`` (it matches classes exactly, so a user's subclass of Dense is not
-# wrappable and stays dense). Left out, though tfmot wraps them: DepthwiseConv2D (its
-# registry entry prunes nothing), SeparableConv1D/2D (prunes only the pointwise kernel),
-# LocallyConnected1D/2D, Embedding, RNNs and MultiHeadAttention. Conv1DTranspose is not
-# in tfmot's registry at all.
+# The layer types pruned, with their subclasses (Conv1DTranspose, Conv2DTranspose and
+# Conv3DTranspose are subclasses of Conv1D/2D/3D). Not pruned: DepthwiseConv2D and
+# SeparableConv1D/2D (other families), LocallyConnected, Embedding, RNNs and attention.
+# tfmot's registry wraps only its exact classes; a subclass is wrapped through tfmot's
+# PrunableLayer interface (masking.make_prunable), pruning its ``kernel``.
 PRUNABLE_TYPES = (
     keras.layers.Dense,
     keras.layers.Conv1D,
     keras.layers.Conv2D,
     keras.layers.Conv3D,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
 )
 _TYPE_NAMES = ", ".join(t.__name__ for t in PRUNABLE_TYPES)
 
@@ -49,15 +46,15 @@ def _base(layer):
 
 
 def is_kernel_layer(layer):
-    """True for a layer that is pruned by type: exactly one of :data:`PRUNABLE_TYPES`."""
-    return type(_base(layer)) in PRUNABLE_TYPES
+    """True for a layer that is pruned by type: one of :data:`PRUNABLE_TYPES` or a subclass."""
+    return isinstance(_base(layer), PRUNABLE_TYPES)
 
 
 def _check_nested(model):
     """Refuse a model holding a model with prunable layers: the pruning wrapper reaches top-level layers only."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            inner = [m.name for m in layer.submodules if type(m) in PRUNABLE_TYPES]
+            inner = [m.name for m in layer.submodules if isinstance(m, PRUNABLE_TYPES)]
             if inner:
                 raise ModelError(
                     f"layer {layer.name!r} is a model inside the model holding prunable layers "
@@ -78,27 +75,23 @@ def _output_layer(model):
     return dense[-1] if dense else None
 
 
-def layer_kind(layer, model):
-    """The pruning kind of one of ``model``'s kernel layers: shortcut, conv, output or dense."""
+def _kind(layer, output):
     if layer.name.startswith("shortcut"):
         return "shortcut"
     if not isinstance(layer, keras.layers.Dense):
         return "conv"
-    return "output" if layer is _output_layer(model) else "dense"
+    return "output" if layer is output else "dense"
+
+
+def layer_kind(layer, model):
+    """The pruning kind of one of ``model``'s kernel layers: shortcut, conv, output or dense."""
+    return _kind(layer, _output_layer(model))
 
 
 def layer_kinds(model):
     """``{layer name: kind}`` for the prunable layers of a model, in model order."""
     output = _output_layer(model)
-    kinds = {}
-    for layer in kernel_layers(model):
-        if layer.name.startswith("shortcut"):
-            kinds[layer.name] = "shortcut"
-        elif not isinstance(layer, keras.layers.Dense):
-            kinds[layer.name] = "conv"
-        else:
-            kinds[layer.name] = "output" if layer is output else "dense"
-    return kinds
+    return {layer.name: _kind(layer, output) for layer in kernel_layers(model)}
 
 
 def kernel_sizes(model):
