@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -11,7 +12,7 @@ requirements = [
 
 setup(
     name="keras-lottery",
-    version="0.1.0",
+    version=re.search(r'__version__ = "([^"]+)"', (here / "keras_lottery" / "__init__.py").read_text()).group(1),
     description="Find, verify and export lottery tickets (Frankle & Carbin, ICLR 2019) with Keras and tfmot.",
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
@@ -20,6 +21,6 @@ setup(
     package_data={"keras_lottery": ["recipes/*.json"]},
     python_requires=">=3.10",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "wheel"]},  # wheel: tests build the package as a wheel
     entry_points={"console_scripts": ["keras-lottery=keras_lottery.cli:main"]},
 )
