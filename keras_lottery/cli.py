@@ -3,6 +3,8 @@
 TensorFlow is imported inside the commands, so ``--help`` answers at once.
 """
 
+import contextlib
+import signal
 import sys
 import time
 
@@ -20,6 +22,49 @@ def _usage_errors():
 def _fail(err, code=2):
     click.echo(f"error: {err}", err=True)
     sys.exit(code)
+
+
+def _fault(err, what="the run"):
+    """A fault of the machine, not of the input (a full disk, a read-only folder): exit 1."""
+    where = f" writing {err.filename}" if getattr(err, "filename", None) else ""
+    reason = err.strerror or str(err) if isinstance(err, OSError) else str(err)
+    _fail(f"{reason}{where}; {what} stopped there and nothing written before was lost (every file is "
+          "written whole or not at all): free space or fix permissions, then rerun the same command", code=1)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; raised in the main thread between two Python steps."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _interruptible(where):
+    """Turn SIGINT and SIGTERM into one line and exit 130 / 143. A write in progress is an
+    atomic write: it is left complete or not at all; the run-directory lock is released as
+    the process ends. ``where()`` says what was being done."""
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread (e.g. a test runner's worker): leave signals alone
+            pass
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name
+        _fail(f"stopped by {name} {where()}; finished work and written files are kept: rerun the same command "
+              "to resume from there", code=128 + signum)
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @click.group()
@@ -49,16 +94,36 @@ def run(recipe_path, out, data_path, rounds, trials, overrides, strategy):
         recipe = recipes.load(catalog.find(recipe_path), overrides, data_path, rounds, trials)
     except recipes.RecipeError as err:
         _fail(err)
+    except RecursionError:
+        _fail(f"recipe {recipe_path} is nested too deeply to read; a recipe is a shallow JSON object")
     for note in recipe.notes():
         click.echo(f"note: {note}")
     from keras_lottery.lottery import failures
     from keras_lottery import lottery, results
 
     start = time.perf_counter()
-    try:
-        run_dir, rows = lottery.run(recipe, out)
-    except _usage_errors() as err:
-        _fail(err)
+    seen = {}
+
+    def log(line):  # remembers the run directory and the variant being trained, for an interruption
+        click.echo(line)
+        if line.startswith("run directory: "):
+            seen["dir"] = line[len("run directory: "):]
+        elif line.startswith("trial ") and ": " in line:
+            seen["at"] = line.split(": ")[0]
+
+    def where():
+        at = f"in {seen['at']}" if "at" in seen else "before training started"
+        return at + (f" of {seen['dir']}" if "dir" in seen else "")
+
+    with _interruptible(where):
+        try:
+            run_dir, rows = lottery.run(recipe, out, log=log)
+        except _usage_errors() as err:
+            _fail(err)
+        except RecursionError:
+            _fail("the recipe or a file of the run directory is nested too deeply to read; use shallow JSON")
+        except (OSError, MemoryError) as err:
+            _fault(err)
     click.echo("")
     click.echo(results.table(rows, recipe.variants))
     click.echo(f"\n{len(rows)} results in {run_dir}/results.csv ({time.perf_counter() - start:.0f}s)")
@@ -73,8 +138,10 @@ def _write_report(run_dir):
 
     try:
         click.echo(f"report: {report.write([run_dir])}")
-    except report.ReportError as err:
+    except _usage_errors() as err:
         click.echo(f"no report: {err}", err=True)
+    except OSError as err:
+        _fault(err, "the report (the results are complete)")
 
 
 @main.command()
@@ -84,17 +151,20 @@ def _write_report(run_dir):
 @click.option("--variant", type=click.Choice(variants.names()), default=variants.TICKET, show_default=True)
 @click.option("--weights", type=click.Choice(["trained", "init"]), default="trained", show_default=True,
               help="trained: after the round; init: the ticket itself, m ⊙ θk.")
-@click.option("--out", type=click.Path(), required=True, help="Folder for the SavedModel.")
-def export(run_dir, round_index, trial, variant, weights, out):
+@click.option("--out", type=click.Path(), required=True, help="Folder for the SavedModel (new or empty).")
+@click.option("--force", is_flag=True, help="Write into --out even if it holds other files.")
+def export(run_dir, round_index, trial, variant, weights, out, force):
     """Write one trial/round/variant of RUN_DIR as a SavedModel (no pruning wrappers)."""
     from keras_lottery import export as exporting
 
     try:
-        exporting.export(run_dir, round_index, out, trial, variant, weights)
+        exporting.export(run_dir, round_index, out, trial, variant, weights, force)
     except _usage_errors() as err:
         _fail(err)
     except FileNotFoundError as err:
         _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
+    except (OSError, RecursionError, MemoryError) as err:
+        _fault(err, "the export")
     click.echo(f"saved model in {out} (load it with tf.saved_model.load)")
 
 
@@ -103,7 +173,8 @@ def export(run_dir, round_index, trial, variant, weights, out):
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for report.md and the PNGs (default RUN_DIR/report; required with several runs).")
 @click.option("--curve-rounds", metavar="R,R,...", help="Rounds in the training-curve figure (default: 5 spread out).")
-def report_command(run_dirs, out, curve_rounds):
+@click.option("--force", is_flag=True, help="Write into --out even if it holds something else than this report.")
+def report_command(run_dirs, out, curve_rounds, force):
     """Write report.md, the paper's figures and TensorBoard summaries for RUN_DIR(s);
     several runs are compared in one report."""
     from keras_lottery.reporting import report
@@ -113,9 +184,11 @@ def report_command(run_dirs, out, curve_rounds):
     except ValueError:
         _fail(f"--curve-rounds {curve_rounds!r}: expected round numbers separated by commas, e.g. 0,3,7")
     try:
-        path = report.write(run_dirs, out, chosen)
-    except report.ReportError as err:
+        path = report.write(run_dirs, out, chosen, force=force)
+    except _usage_errors() as err:
         _fail(err)
+    except (OSError, RecursionError, MemoryError) as err:
+        _fault(err, "the report")
     click.echo(f"report: {path}")
 
 
@@ -170,10 +243,13 @@ class _Analyses(click.Group):
 
         def callback(run_dir, **values):
             given = {key: value for key, value in values.items() if value is not None}
-            try:
-                folder = analyses.analyze(name, run_dir, given, log=click.echo)
-            except _usage_errors() as err:
-                _fail(err)
+            with _interruptible(lambda: f"in the analysis {name} of {run_dir}"):
+                try:
+                    folder = analyses.analyze(name, run_dir, given, log=click.echo)
+                except _usage_errors() as err:
+                    _fail(err)
+                except (OSError, RecursionError, MemoryError) as err:
+                    _fault(err, f"the analysis {name}")
             click.echo(f"{name}: {folder}")
 
         params = [click.Argument(["run_dir"], type=click.Path(exists=True, file_okay=False))]

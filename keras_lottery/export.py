@@ -6,7 +6,7 @@ from pathlib import Path
 from keras_lottery import masking, models, results
 from keras_lottery.config.recipe import parse
 from keras_lottery.lottery import rounds, variants
-from keras_lottery.rundir import layout, storage
+from keras_lottery.rundir import integrity, layout, storage
 from keras_lottery.errors import UsageError
 
 
@@ -22,7 +22,13 @@ def build(run_dir, recipe, seed=0):
     """
     from keras_lottery.backend import keras
 
-    saved = storage.read_json(layout.model_file(run_dir))
+    saved = integrity.read_json(layout.model_file(run_dir))
+    if not (isinstance(saved, dict) and isinstance(saved.get("input_shape"), list)
+            and isinstance(saved.get("num_classes"), int)):
+        raise integrity.DamagedFileError(
+            f"{layout.model_file(run_dir)} is damaged: it lacks input_shape or num_classes; rerun keras-lottery run "
+            "with the run's recipe to rewrite it"
+        )
     if recipe.model.name in models.BUILTIN or "architecture" not in saved:
         return models.source(recipe.model, saved["input_shape"], saved["num_classes"]).build(seed)
     keras.utils.set_random_seed(seed)
@@ -38,13 +44,13 @@ def build(run_dir, recipe, seed=0):
 def ticket_weights(run_dir, round_index, trial=0, variant=variants.TICKET, weights="trained"):
     """The weights to export: trained (after the round) or init (m ⊙ the weights it started from)."""
     run_dir = Path(run_dir)
-    recipe = parse(storage.read_json(layout.recipe_file(run_dir)))
+    recipe = read_recipe(run_dir)
     folder = layout.variant_dir(run_dir, trial, round_index, variant)
     if not layout.is_finished(run_dir, trial, round_index, variant):
-        raise ExportError(
-            f"{folder} is not a finished round; pick a finished --round/--trial/--variant "
-            f"(see {layout.results_csv(run_dir)})"
-        )
+        finished = layout.results_csv(run_dir)
+        see = f"see {finished}" if finished.is_file() else "no round has finished yet: run keras-lottery run first"
+        raise ExportError(f"{folder} is not a finished round; pick a finished --round/--trial/--variant ({see})")
+    integrity.check_variant(run_dir, trial, round_index, variant)  # the check run repairs by
     summary = storage.read_json(layout.summary(run_dir, trial, round_index, variant))
     if results.status(summary) == results.FAILED:
         raise ExportError(f"{folder} failed ({summary.get('error')}), so it has no trained weights; pick another --round")
@@ -59,15 +65,60 @@ def ticket_weights(run_dir, round_index, trial=0, variant=variants.TICKET, weigh
         )
         values = round_.plan(variant).weights
     for layer, mask in masks.items():
-        values[f"{layer}/kernel"] = values[f"{layer}/kernel"] * mask
+        kernel = values.get(f"{layer}/kernel")
+        if kernel is None or kernel.shape != mask.shape:
+            raise integrity.DamagedFileError(
+                f"{layout.mask(run_dir, trial, round_index, variant)} does not fit the weights of layer {layer}; "
+                "rerun keras-lottery run with the run's recipe to redo it, or restore the file"
+            )
+        values[f"{layer}/kernel"] = kernel * mask
     return recipe, values
 
 
-def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights="trained"):
-    """Write a SavedModel of one trial/round/variant to ``out``; return the Keras model."""
+def read_recipe(run_dir):
+    """The recipe a run saved (readable without its data file)."""
+    path = layout.recipe_file(run_dir)
+    if not path.is_file():
+        raise ExportError(f"{run_dir} is not a keras-lottery run directory (no {layout.RECIPE}); pass a run directory")
+    data = integrity.read_json(path)
+    try:
+        return parse(data)
+    except (UsageError, AttributeError, TypeError) as err:
+        raise integrity.DamagedFileError(f"{path} is not a readable recipe ({err}); restore the file") from None
+
+
+def check_out(run_dir, out, force=False):
+    """Refuse an ``--out`` inside the run directory, or one that holds other files (unless ``force``)."""
+    from keras_lottery.rundir import safety
+
+    out = Path(out)
+    if safety.inside(run_dir, out):
+        raise ExportError(f"--out {out} is inside the run directory {run_dir}; export outside it")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(f"--out {out} is not empty; choose an empty or new folder, or pass --force to write over it")
+
+
+def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights="trained", force=False):
+    """Write a SavedModel of one trial/round/variant to ``out``; return the Keras model.
+
+    ``out`` must be outside the run directory and empty or new, unless ``force``."""
+    check_out(run_dir, out, force)
     recipe, values = ticket_weights(run_dir, round_index, trial, variant, weights)
     model = build(run_dir, recipe)
-    masking.set_weights(model, values)
+    shapes = {name: tuple(value.shape) for name, value in masking.get_weights(model).items()}
+    wrong = [name for name, value in values.items() if name in shapes and tuple(value.shape) != shapes[name]]
+    if wrong:
+        raise integrity.DamagedFileError(
+            f"{layout.variant_dir(run_dir, trial, round_index, variant)}: the saved weight {wrong[0]} is shaped "
+            f"{tuple(values[wrong[0]].shape)} but the model's is {shapes[wrong[0]]}; the files were edited or mixed, "
+            "rerun keras-lottery run with the run's recipe to redo them"
+        )
+    try:
+        masking.set_weights(model, values)
+    except ValueError as err:
+        raise integrity.DamagedFileError(f"{layout.variant_dir(run_dir, trial, round_index, variant)}: {err}") from None
     model.save(str(out), save_format="tf")
     return model
 

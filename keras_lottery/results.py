@@ -27,8 +27,13 @@ SCHEMA = {
     "final_test_accuracy": float,
     "best_val_loss": float,
     "status": str,
+    "start_test_accuracy": float,  # the network a variant starts from, before any update
+    "start_test_loss": float,
 }
 COLUMNS = tuple(SCHEMA)
+# Columns added after results were first written: rows without them (older run
+# directories, or an empty CSV cell) load with None there.
+ADDED = ("start_test_accuracy", "start_test_loss")
 # Columns a failed row leaves empty.
 MEASURED = ("early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy", "best_val_loss")
 CURVE_COLUMNS = (
@@ -50,8 +55,14 @@ def status(row):
     return row.get("status") or OK
 
 
-def finished_row(trial, round_index, variant, weights_remaining, curve):
-    """The row of a variant that trained to the end: early stop and final accuracy."""
+def _start_columns(start):
+    start = start or {}
+    return {"start_test_accuracy": start.get("test_accuracy"), "start_test_loss": start.get("test_loss")}
+
+
+def finished_row(trial, round_index, variant, weights_remaining, curve, start=None):
+    """The row of a variant that trained to the end: early stop and final accuracy, and
+    (``start``: test_loss and test_accuracy) the accuracy before training."""
     best = early_stop(curve)
     return {
         "trial": trial,
@@ -63,14 +74,15 @@ def finished_row(trial, round_index, variant, weights_remaining, curve):
         "final_test_accuracy": curve[-1]["test_accuracy"],
         "best_val_loss": best["val_loss"],
         "status": OK,
+        **_start_columns(start),
     }
 
 
-def failed_row(trial, round_index, variant, weights_remaining, curve, error):
-    """The row of a variant that diverged: no accuracies, and the reason."""
+def failed_row(trial, round_index, variant, weights_remaining, curve, error, start=None):
+    """The row of a variant that diverged: no accuracies after training, and the reason."""
     row = {
         "trial": trial, "round": round_index, "variant": variant,
-        "weights_remaining": round(weights_remaining, 4), "status": FAILED,
+        "weights_remaining": round(weights_remaining, 4), "status": FAILED, **_start_columns(start),
     }
     row.update({column: None for column in MEASURED})
     row.update({"error": str(error), "failed_after_evaluations": len(curve)})
@@ -89,6 +101,9 @@ def typed(row):
     for column, kind in SCHEMA.items():
         if column == "status":
             result[column] = status(row)
+            continue
+        if column in ADDED and row.get(column) in (None, ""):
+            result[column] = None
             continue
         if column not in row:
             raise RowError(f"column '{column}' is missing")
@@ -112,7 +127,7 @@ def typed(row):
 def collect(run_dir, recipe):
     """Rows of every finished trial/round/variant the recipe asks for."""
     rows = []
-    for trial in range(recipe.trials):
+    for trial in layout.trials_present(run_dir, recipe.trials):
         for round_index in range(recipe.pruning.rounds):
             for variant in rounds.variants_of_round(recipe, round_index):
                 path = layout.summary(run_dir, trial, round_index, variant)
@@ -174,7 +189,7 @@ def save_outputs(run_dir, plan, outcome):
     storage.save_arrays(layout.mask(*key), plan.masks)
     storage.save_arrays(layout.final(*key), outcome.weights)
     storage.write_csv(layout.curve(*key), outcome.curve, CURVE_COLUMNS)
-    row = finished_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, outcome.curve)
+    row = finished_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, outcome.curve, outcome.start)
     row["seconds"] = round(outcome.seconds, 2)
     return row
 
@@ -183,7 +198,8 @@ def save_failed(run_dir, plan, failure):
     """Record a diverged variant: its curve so far and a failed row; return the row."""
     key = (run_dir, plan.trial, plan.round, plan.variant)
     storage.write_csv(layout.curve(*key), failure.curve, CURVE_COLUMNS)
-    row = failed_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, failure.curve, failure.error)
+    row = failed_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, failure.curve, failure.error,
+                     getattr(failure, "start", None))
     row["seconds"] = round(failure.seconds, 2)
     mark_finished(run_dir, plan, row)
     return row

@@ -1,7 +1,9 @@
 """Malformed recipes and data files: one-line error naming the problem, exit code 2,
 and no run directory. Everything is refused before training, so these run in-process."""
 
+import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -90,6 +92,11 @@ RECIPES = [
     # files
     ("recipe-not-found", None, [], "recipe file not found"),
     ("data-path-not-found", merge(TINY, {"dataset": {"path": "/nonexistent/mnist.npz"}}), [], "data file not found"),
+    # beyond what the machine or the file system takes (issue 14)
+    ("batch-size-beyond-indexing", merge(TINY, {"training": {"batch_size": 2 ** 40}}), [], "training.batch_size': must be an integer <="),
+    ("name-too-long", merge(TINY, {"name": "n" * 300}), [], "at most 200 characters"),
+    ("json-nested-deep", '{"name": "tiny", "description": ' + "[" * 100000 + "]" * 100000 + "}", [], "nested too deeply"),
+    ("set-nested-deep", TINY, ["--set", "description=" + "[" * 100000 + "]" * 100000], "nested too deeply"),
 ]
 
 
@@ -131,6 +138,23 @@ def labels(n, classes=10):
     return (np.arange(n) % classes).astype(np.uint8)
 
 
+def _npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _bomb_bytes():
+    """A tiny npz whose array headers declare far more than any machine's memory."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10 ** 7, 10 ** 6)})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            archive.writestr(f"{key}.npy", header.getvalue())
+    return buffer.getvalue()
+
+
 GOOD = {"x_train": images(400), "y_train": labels(400), "x_test": images(100), "y_test": labels(100)}
 
 # (case id, arrays to change in a valid layout or raw bytes, text the error must contain)
@@ -148,7 +172,11 @@ DATA = [
     ("shape-mismatch", dict(GOOD, x_test=images(100, (32, 32))), "differ in shape"),
     ("empty-train", dict(GOOD, x_train=images(0), y_train=labels(0)), "x_train must be images"),
     ("object-arrays", dict(GOOD, y_train=np.array([None] * 400, dtype=object)), "is not a readable .npz"),
-    ("not-an-npz", b"x_train,y_train\n1,2\n", "is not a readable .npz"),
+    ("not-an-npz", b"x_train,y_train\n1,2\n", "is not an .npz (zip) archive"),
+    # issue 14
+    ("zero-size-images", dict(GOOD, x_train=images(400, (28, 0)), x_test=images(100, (28, 0))), "has a dimension of size 0"),
+    ("npy-named-npz", _npy_bytes(images(10)), "is a single .npy array, not an .npz archive"),
+    ("decompresses-beyond-memory", _bomb_bytes(), "more than the"),
 ]
 
 

@@ -53,7 +53,8 @@ def assert_same_results(run_dir, reference):
         assert row["status"] == "ok"
         assert row["weights_remaining"] == expected["weights_remaining"], key
         assert row["early_stop_iteration"] == expected["early_stop_iteration"], key
-        for column in ("early_stop_test_accuracy", "final_test_accuracy", "best_val_loss"):
+        for column in ("early_stop_test_accuracy", "final_test_accuracy", "best_val_loss", "start_test_accuracy",
+                       "start_test_loss"):
             assert row[column] == pytest.approx(expected[column], abs=1e-5), (key, column)
 
 

@@ -138,13 +138,16 @@ def _load_run(run_dir):
     from keras_lottery import results
     from keras_lottery.config.recipe import RecipeError, parse
 
+    from keras_lottery.rundir import integrity
+
     run_dir = Path(run_dir)
     try:
-        recipe = parse(storage.read_json(layout.recipe_file(run_dir)))
+        recipe = parse(integrity.read_json(layout.recipe_file(run_dir)))
     except FileNotFoundError:
         raise AnalysisError(f"{run_dir} is not a keras-lottery run directory (no {layout.RECIPE})") from None
-    except (RecipeError, ValueError) as err:
+    except (RecipeError, AttributeError, TypeError) as err:
         raise AnalysisError(f"{layout.recipe_file(run_dir)} is not a readable recipe ({err})") from None
+    integrity.check_summaries(run_dir, recipe)  # the check run repairs by: one line naming a damaged file
     return Run(path=run_dir, recipe=recipe, rows=results.collect(run_dir, recipe))
 
 

@@ -46,6 +46,11 @@ INITIALIZERS = (
 )
 
 
+MAX_NAME = 200  # characters of a recipe name (a folder name is at most 255 bytes)
+MAX_BATCH = 2 ** 24  # examples per batch: far beyond any machine, well within what TensorFlow indexes
+MAX_ITERATIONS = 2 ** 40
+
+
 class RecipeError(UsageError):
     """A recipe that cannot be run; the message names the key and the fix."""
 
@@ -90,6 +95,11 @@ class DatasetConfig:
         _require(self.validation_size >= 1, f"{key}.validation_size", "an integer >= 1", self.validation_size)
         if self.name == "npz":
             _require(self.path is not None, f"{key}.path", "a file path when name is 'npz'", self.path)
+        # Whether the file exists is checked where data is loaded (:func:`load`, ``run``), not
+        # here: a run's saved recipe must stay readable after its data file moved.
+
+    def check_file(self, key="dataset"):
+        """Refuse a ``path`` that is not a file (the data a run is about to load)."""
         if self.path is not None and not Path(self.path).is_file():
             raise RecipeError(
                 f"data file not found: {self.path} (key '{key}.path'); pass --data PATH to a "
@@ -161,6 +171,9 @@ class TrainingConfig:
         for name in ("batch_size", "iterations", "eval_every", "eval_batch_size"):
             value = getattr(self, name)
             _require(value >= 1, f"{key}.{name}", "an integer >= 1", value)
+        for name, most in (("batch_size", MAX_BATCH), ("eval_batch_size", MAX_BATCH), ("iterations", MAX_ITERATIONS)):
+            value = getattr(self, name)
+            _require(value <= most, f"{key}.{name}", f"an integer <= {most}", value)
         _require(self.weight_decay >= 0, f"{key}.weight_decay", "a number >= 0", self.weight_decay)
         _require(self.warmup_iterations >= 0, f"{key}.warmup_iterations", "an integer >= 0", self.warmup_iterations)
         _require(
@@ -273,6 +286,9 @@ class Recipe:
         _require(
             bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
             "name", "a non-empty name of letters, digits, '-', '_' or '.'", self.name,
+        )
+        _require(  # runs/<name>-<hash> must fit the file system's 255 bytes per name
+            len(self.name) <= MAX_NAME, "name", f"a name of at most {MAX_NAME} characters", self.name,
         )
         for section in ("dataset", "model", "training", "pruning", "rewind", "distribute"):
             getattr(self, section).check(section)
@@ -536,6 +552,8 @@ def _read_json(path: Path) -> dict:
         raise RecipeError(f"recipe file {path} is not a UTF-8 text file; a recipe is a JSON object") from None
     except RecipeError as err:
         raise RecipeError(f"recipe file {path}: {err}") from None
+    except RecursionError:
+        raise RecipeError(f"recipe file {path} is nested too deeply to read; a recipe is a shallow JSON object") from None
     if not isinstance(data, dict):
         raise RecipeError(f"recipe file {path} must hold a JSON object")
     return data
@@ -571,6 +589,8 @@ def set_value(data: dict, assignment: str) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text  # a bare word such as mnist is taken as a string
+    except RecursionError:
+        raise RecipeError(f"--set {path}: the value is nested too deeply; recipe values are shallow JSON") from None
     keys = path.strip().split(".")
     node = data
     cls = Recipe
@@ -605,4 +625,10 @@ def load(path, overrides=(), data_path=None, rounds=None, trials=None) -> Recipe
     if trials is not None:
         data["trials"] = trials
     require_sections(data, path)
-    return parse(data)
+    recipe = parse(data)
+    recipe.dataset.check_file()
+    if recipe.dataset.path is not None:  # saved absolute: the run no longer depends on the working directory
+        recipe = dataclasses.replace(
+            recipe, dataset=dataclasses.replace(recipe.dataset, path=os.path.abspath(recipe.dataset.path))
+        )
+    return recipe

@@ -17,7 +17,9 @@ Every :class:`Splits` carries the :func:`fingerprint` of the data it came from.
 """
 
 import hashlib
+import os
 import socket
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,6 +273,8 @@ def check_user_data(source, splits):
     for split, (x, y) in splits.items():
         if x.ndim < 2 or len(x) == 0:
             raise DataError(f"{source}: x_{split} must be shaped (N, ...) with at least one example, got {x.shape}")
+        if 0 in x.shape:
+            raise DataError(f"{source}: x_{split} has a dimension of size 0 {x.shape}; every example needs values")
         if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
             raise DataError(
                 f"{source}: x_{split} must be uint8 (standardized with the training statistics) or floating "
@@ -352,6 +356,7 @@ def load_npz(path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}; pass --data PATH to a local .npz")
+    _check_container(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in NPZ_KEYS if k not in data.files]
@@ -370,11 +375,72 @@ def load_npz(path):
     return arrays
 
 
+def _available_memory():
+    """Bytes of memory available to this process now (None if unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gb(n):
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _check_container(path):
+    """Refuse a file that is not an npz archive (an .npy, a text file), and an npz whose
+    arrays, as declared in their headers, would not fit in the available memory, before
+    anything is decompressed."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    if head == b"\x93NUMPY":
+        raise DataError(
+            f"data file {path} is a single .npy array, not an .npz archive; save x_train, y_train, x_test and "
+            "y_test together with numpy.savez"
+        )
+    if not zipfile.is_zipfile(path):
+        raise DataError(
+            f"data file {path} is not an .npz (zip) archive; save x_train, y_train, x_test and y_test together "
+            "with numpy.savez (Keras's mnist.npz layout)"
+        )
+    declared = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for key in NPZ_KEYS:
+                name = f"{key}.npy"
+                if name not in archive.namelist():
+                    continue
+                with archive.open(name) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                declared += size + (int(np.prod(shape, dtype=object)) * 4 if key.startswith("x_") else 0)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, TypeError) as err:
+        raise DataError(f"data file {path} is not a readable .npz ({type(err).__name__}: {err}); "
+                        "supply Keras's mnist.npz layout") from None
+    available = _available_memory()
+    if available is not None and declared > available:
+        raise DataError(
+            f"data file {path} ({_gb(path.stat().st_size)} on disk) declares arrays needing about {_gb(declared)} "
+            f"of memory (with their float32 copies), more than the {_gb(available)} available; use a smaller "
+            "data file or a machine with more memory"
+        )
+
+
 def check_arrays(source, x_train, y_train, x_test, y_test):
     """Refuse arrays that do not form an image-classification dataset."""
     for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if x.ndim not in (3, 4) or len(x) == 0:
             raise DataError(f"{source}: x_{name} must be images shaped (N, H, W) or (N, H, W, C), got {x.shape}")
+        if 0 in x.shape:
+            raise DataError(f"{source}: x_{name} has a dimension of size 0 {x.shape}; every image needs pixels")
         if y.shape != (len(x),):
             raise DataError(f"{source}: y_{name} must be shaped ({len(x)},) to match x_{name}, got {y.shape}")
         if not np.issubdtype(y.dtype, np.integer):

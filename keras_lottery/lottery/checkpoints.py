@@ -6,7 +6,8 @@ once a minute of training), the variant being trained saves
 
 - ``model.*``: a ``tf.train.Checkpoint`` of the wrapped model (weights and masks) and
   the optimizer (slots and iteration count, which also drives the learning rate);
-- ``state.json``: the iteration, the evaluation curve so far, seconds trained;
+- ``state.json``: the iteration, the evaluation curve so far, seconds trained, and the
+  start accuracy (the network's test loss and accuracy before its first update);
 - ``rewind.npz``: θk, when the dense round has already captured it.
 
 The data position needs no saving: ``data.train_stream(start_step=iteration)`` is a
@@ -71,6 +72,7 @@ class MidRound(keras.callbacks.Callback):
         self.rewind = rewind
         self.log = log
         self.curve = []  # every evaluation row of the round, including those before a resume
+        self.start = None  # test loss and accuracy before the round's first update
         self.seconds_before = 0.0  # training time spent by earlier processes
         self.resumed_at = None
         self._started = self._last_save = time.perf_counter()
@@ -106,11 +108,15 @@ class MidRound(keras.callbacks.Callback):
         tmp = root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self._checkpoint().write(str(tmp / layout.CHECKPOINT_MODEL))
+        try:
+            self._checkpoint().write(str(tmp / layout.CHECKPOINT_MODEL))
+        except tf.errors.OpError as err:  # a full disk, a read-only folder: the older checkpoint stays
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(None, f"the checkpoint could not be written ({err.message.splitlines()[0]})", str(tmp)) from None
         if self.rewind.saved is not None:
             storage.save_arrays(tmp / layout.REWIND, self.rewind.saved)
         storage.write_json(tmp / layout.CHECKPOINT_STATE, {
-            "iteration": iteration, "seconds": round(self.seconds(), 3), "curve": self.curve,
+            "iteration": iteration, "seconds": round(self.seconds(), 3), "curve": self.curve, "start": self.start,
         })
         if final.exists():
             shutil.rmtree(final)
@@ -153,6 +159,8 @@ class MidRound(keras.callbacks.Callback):
         if int(optimizer.iterations.numpy()) != iteration:
             raise ValueError(f"optimizer is at iteration {int(optimizer.iterations.numpy())}, state says {iteration}")
         self.curve = curve
+        if state.get("start") is not None:  # checkpoints made before start accuracy was recorded lack it
+            self.start = state["start"]
         self.seconds_before = float(state.get("seconds", 0.0))
         self.rewind.weights = None  # the checkpoint already holds the weights and masks
         if rewind_saved is not None:

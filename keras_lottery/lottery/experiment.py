@@ -21,7 +21,7 @@ from keras_lottery.config import identity
 from keras_lottery.config.recipe import RecipeError, parse
 from keras_lottery.lottery import checkpoints, failures, rounds, session, variants
 from keras_lottery.reporting import summaries
-from keras_lottery.rundir import integrity, layout, locking, storage
+from keras_lottery.rundir import integrity, layout, locking, safety, storage
 from keras_lottery.training import regularization
 from keras_lottery.errors import UsageError
 
@@ -49,29 +49,36 @@ def run_dir_for(recipe, data_fingerprint, model_fingerprint=None, out=None, root
     return path
 
 
-def _difference(saved, wanted):
-    """The first part of two identities that differs, in words."""
+def _difference(saved, wanted, saved_source=None, source=None):
+    """The first part of two identities that differs, in words (naming both data sources)."""
     if saved.get("data") != wanted.get("data"):
-        return f"other data (fingerprint {str(saved.get('data'))[:12]}, this data {str(wanted.get('data'))[:12]})"
+        there = f"{saved_source}, " if saved_source else ""
+        here = f"{source}, " if source else ""
+        return (f"other data ({there}fingerprint {str(saved.get('data'))[:12]}; this data: {here}fingerprint "
+                f"{str(wanted.get('data'))[:12]})")
     if saved.get("model") != wanted.get("model"):
         return "another model architecture"
     return "a different recipe"
 
 
-def claim_run_dir(recipe, run_dir, wanted):
-    """Create (or reuse) ``run_dir`` for the identity ``wanted``; refuse one that holds
-    results of another. The files are written by :func:`run` once it holds the lock."""
+def claim_run_dir(recipe, run_dir, wanted, source=None):
+    """Create (or reuse) ``run_dir`` for the identity ``wanted`` (of the data ``source``);
+    refuse one that holds results of another, one that is not a directory, and one with a
+    link leading outside it. The files are written by :func:`run` once it holds the lock."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir} exists and is not a directory; choose another --out")
+    safety.check(run_dir)
     saved_identity, saved_recipe = layout.identity_file(run_dir), layout.recipe_file(run_dir)
     if saved_identity.is_file():
         try:
-            saved = storage.read_json(saved_identity)["identity"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            saved_file = storage.read_json(saved_identity)
+            saved = saved_file["identity"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
             raise RunDirError(f"{saved_identity} is unreadable ({type(err).__name__}); choose another --out") from None
         if saved != wanted:
-            raise RunDirError(
-                f"{run_dir} holds results of {_difference(saved, wanted)}; choose another --out or remove that directory"
-            )
+            difference = _difference(saved, wanted, saved_file.get("data_source"), source)
+            raise RunDirError(f"{run_dir} holds results of {difference}; choose another --out or remove that directory")
     elif saved_recipe.is_file():  # made by keras-lottery 0.1.0: its identity is the 0.1.0 hash
         try:
             other = parse(storage.read_json(saved_recipe))
@@ -85,7 +92,10 @@ def claim_run_dir(recipe, run_dir, wanted):
             )
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunDirError(f"{run_dir} exists and is not a keras-lottery run directory; choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # under a file, too long a name, read-only
+        raise RunDirError(f"cannot create the run directory {run_dir} ({err.strerror or err}); choose another --out") from None
     return run_dir
 
 
@@ -200,6 +210,16 @@ class Experiment:
         summaries.write_rounds(self.run_dir, [row for row in rows if results.status(row) == results.OK])
 
 
+def _finished_elsewhere(run_dir, recipe):
+    """How many finished variants (``summary.json``) in ``run_dir`` the recipe does not ask for."""
+    def asked(trial, round_index, variant):
+        return trial < recipe.trials and round_index < recipe.pruning.rounds and \
+            variant in rounds.variants_of_round(recipe, round_index)
+
+    found = Path(run_dir).glob(f"{layout.TRIAL_GLOB}/{layout.ROUND_GLOB}/*/{layout.SUMMARY}")
+    return sum(1 for path in found if not asked(*layout.summary_key(path)))
+
+
 def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
     """Run ``recipe``: load data, claim the run directory, train every round.
 
@@ -212,11 +232,21 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
     tf.config.experimental.enable_op_determinism()
     splits = data.load(recipe.dataset, data_source)
     source = models.source(recipe.model if model is None else model, splits.input_shape, splits.num_classes)
-    experiment = Experiment(recipe, None, splits, log, strategy, source)  # refuses a model it cannot prune
+    try:
+        experiment = Experiment(recipe, None, splits, log, strategy, source)  # refuses a model it cannot prune
+    except UsageError:
+        raise
+    except (ValueError, tf.errors.OpError) as err:  # e.g. VGG-19's five poolings on 8x8 images
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise UsageError(
+            f"model {recipe.model.name if model is None else getattr(model, '__name__', 'given')} cannot be built "
+            f"for inputs shaped {tuple(splits.input_shape)} with {splits.num_classes} classes ({first[:200]}); "
+            "choose a model that fits the data (see keras-lottery recipes) or other data"
+        ) from None
     wanted = experiment.identity()
     run_dir = run_dir_for(recipe, wanted["data"], wanted.get("model"), out, root)
     run_dir = distribute.work_dir(run_dir, strategy)  # non-chief workers: scratch
-    claim_run_dir(recipe, run_dir, wanted)
+    claim_run_dir(recipe, run_dir, wanted, splits.source)
     with locking.hold(run_dir):  # refuses a second process at once
         storage.write_json(layout.identity_file(run_dir), {
             "identity": wanted, "data_source": splits.source, "keras_lottery": __version__,
@@ -231,6 +261,11 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
             log(line)
         experiment.run_dir = Path(run_dir)
         integrity.repair(run_dir, recipe, log)  # damaged files are redone, never read as finished
+        left_out = _finished_elsewhere(run_dir, recipe)
+        if left_out:
+            log(f"note: {left_out} finished variant(s) of this run directory are outside this command's rounds, trials "
+                "or controls; they are kept on disk but left out of results.csv and the report (rerun with the "
+                "earlier --rounds, --trials or controls to list them again)")
         distribute.check_same_progress(strategy, results.collect(run_dir, recipe))  # multi-worker resume
         rows = experiment.run()
     return run_dir, rows

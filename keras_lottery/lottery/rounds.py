@@ -63,6 +63,9 @@ class Plan:
     start_iteration: int
     weights_remaining: float
     capture_at: Optional[int]  # the iteration whose weights are saved as θk (dense round only)
+    # The schedule position whose learning rate is held for the whole round (fine-tuning),
+    # or None: the learning-rate schedule runs from ``start_iteration``.
+    learning_rate_at: Optional[int] = None
 
 
 class Round:
@@ -80,6 +83,10 @@ class Round:
 
     def other(self, index):
         return Round(self.recipe, self.run_dir, self.trial, index, self.rates, self.kernel_sizes, self.fresh_weights)
+
+    def source(self):
+        """The round whose trained ticket this (pruned) round is pruned from."""
+        return self.other(source_round(self.recipe, self.index))
 
     def seed(self, *names):
         """A seed for this trial and round, derived from the recipe's seed and ``names``."""
@@ -101,6 +108,11 @@ class Round:
     def start_iteration(self):
         return 0 if self.index == 0 else self.mode.start_iteration(self)
 
+    @property
+    def learning_rate_at(self):
+        """None (the schedule runs) in the dense round, else as the rewinding mode says."""
+        return None if self.index == 0 else self.mode.learning_rate_at(self)
+
     def rewound_weights(self):
         """Where the ticket starts: θ0 in the dense round, else as the rewinding mode says."""
         return self.theta_0() if self.index == 0 else self.mode.start_weights(self)
@@ -116,7 +128,7 @@ class Round:
             theta_0 = self.theta_0()
             masks = {name: np.ones(theta_0[f"{name}/kernel"].shape, np.float32) for name in self.rates}
         else:
-            source = self.other(source_round(self.recipe, self.index))
+            source = self.source()
             start, trained = source.rewound_weights(), source.trained()
             kernels = lambda weights: {name: weights[f"{name}/kernel"] for name in self.rates}  # noqa: E731
             config = self.recipe.pruning
@@ -136,6 +148,7 @@ class Round:
             trial=self.trial, round=self.index, variant=name, masks=masks,
             weights=variant.start_weights(self),
             start_iteration=variant.start_iteration(self),
+            learning_rate_at=variant.learning_rate_at(self),
             weights_remaining=pruning.weights_remaining(masks, self.kernel_sizes),
             capture_at=self.recipe.rewind.iteration if self.index == 0 else None,
         )

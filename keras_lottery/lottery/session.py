@@ -3,7 +3,9 @@
 :func:`train` seeds the random state, restarts the optimizer at the plan's iteration,
 sets ``masks ⊙ weights`` (:class:`~keras_lottery.lottery.callbacks.Rewind`, which also
 captures θk in the dense round), resumes from the newest mid-round checkpoint
-(:mod:`.checkpoints`), feeds the seeded data stream from the right step, reports
+(:mod:`.checkpoints`), evaluates the network it starts from before any update (the
+start accuracy: for a ticket pruned by ``large_final_same_sign`` from θ0, Zhou et al.'s
+supermask), feeds the seeded data stream from the right step, reports
 progress, and trains to the end of the schedule. It returns an :class:`Outcome`, or
 raises :class:`Diverged` carrying the curve so far.
 """
@@ -13,8 +15,9 @@ from typing import Optional
 
 from keras_lottery import data, distribute, masking, training
 from keras_lottery.data import augment
+from keras_lottery.training import evaluation
 from keras_lottery.lottery import checkpoints
-from keras_lottery.lottery.callbacks import Rewind
+from keras_lottery.lottery.callbacks import Rewind, restore
 from keras_lottery.lottery.rounds import derive_seed
 from keras_lottery.backend import keras
 
@@ -25,12 +28,13 @@ class Outcome:
     weights: dict  # trained weights, masked entries exactly zero
     theta_k: Optional[dict]  # the weights captured at the rewind iteration (dense round)
     seconds: float
+    start: Optional[dict] = None  # test_loss and test_accuracy of masks ⊙ weights, before any update
 
 
 class Diverged(Exception):
-    def __init__(self, error, curve, seconds):
+    def __init__(self, error, curve, seconds, start=None):
         super().__init__(str(error))
-        self.error, self.curve, self.seconds = error, curve, seconds
+        self.error, self.curve, self.seconds, self.start = error, curve, seconds, start
 
 
 def train(experiment, plan, folder, label):
@@ -38,9 +42,11 @@ def train(experiment, plan, folder, label):
     recipe, config, model = experiment.recipe, experiment.recipe.training, experiment.model
     keras.utils.set_random_seed(derive_seed(recipe.seed, plan.trial, plan.round, plan.variant, "train"))
     training.reset_optimizer(model, plan.start_iteration)
+    training.hold_learning_rate(model, plan.learning_rate_at)
     rewind = Rewind(save_at=plan.capture_at, weights=plan.weights, masks=plan.masks)
     several_workers = distribute.task(experiment.strategy)[0] is not None
     resume = checkpoints.MidRound(folder, config, model, rewind, experiment.log, same_cadence_everywhere=several_workers)
+    resume.start = start_metrics(experiment, plan)  # a checkpoint's saved value replaces it (the same)
     start = resume.restore(plan.start_iteration)
     stream = data.train_stream(
         experiment.splits.x_train, experiment.splits.y_train, config.batch_size,
@@ -60,19 +66,32 @@ def train(experiment, plan, folder, label):
             start_iteration=start, callbacks=[rewind], progress=progress, late_callbacks=[resume],
         )
     except training.DivergedError as err:
-        raise Diverged(err, resume.curve, resume.seconds()) from None
+        raise Diverged(err, resume.curve, resume.seconds(), resume.start) from None
     masking.apply_masks(model)
-    return Outcome(curve=resume.curve, weights=masking.get_weights(model), theta_k=rewind.saved, seconds=resume.seconds())
+    return Outcome(curve=resume.curve, weights=masking.get_weights(model), theta_k=rewind.saved,
+                   seconds=resume.seconds(), start=resume.start)
+
+
+def start_metrics(experiment, plan):
+    """Test loss and accuracy of the network ``plan`` starts from (``masks ⊙ weights``),
+    before any update. Leaves the model holding that network."""
+    restore(experiment.model, plan.weights, plan.masks)
+    with experiment.strategy.scope():  # as inside fit: the wrappers' mask updates reach every replica
+        evaluated = evaluation.evaluator(experiment.model, experiment.val_data, experiment.test_data)()
+    return {"test_loss": evaluated["test"]["loss"], "test_accuracy": evaluated["test"]["accuracy"]}
 
 
 def _progress(log, label, config, resume):
-    """Record every evaluation for checkpoints; print about ten of them per round."""
+    """Record every evaluation for checkpoints; print the first one (so long work shows
+    progress within seconds) and about ten per round."""
     timer = training.Timer()
     every = max(1, (config.iterations // config.eval_every) // 10)
+    printed = []
 
     def progress(row):
         resume.record(row)
-        if (row["iteration"] // config.eval_every) % every == 0:
+        if not printed or (row["iteration"] // config.eval_every) % every == 0:
+            printed.append(row["iteration"])
             log(
                 f"  {label} iteration {row['iteration']}/{config.iterations}: "
                 f"val loss {row['val_loss']:.4f} val acc {row['val_accuracy']:.4f} "

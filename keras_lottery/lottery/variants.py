@@ -21,6 +21,8 @@ with its ticket masks, its rewound weights and seeds derived for this variant.
 Pure Python and numpy: parsing a recipe reads this registry without TensorFlow.
 """
 
+import numpy as np
+
 from keras_lottery import pruning
 from keras_lottery.registry import Registry
 
@@ -49,6 +51,11 @@ class Variant:
     def start_iteration(self, round_):
         """The optimizer iteration (and so the learning-rate schedule's position) it starts at."""
         return round_.start_iteration
+
+    def learning_rate_at(self, round_):
+        """The schedule position whose learning rate is held for the round, or None (the
+        schedule runs); as the rewinding mode says."""
+        return round_.learning_rate_at
 
     @property
     def is_control(self):
@@ -92,3 +99,59 @@ class RandomPrune(Variant):
 
     def masks(self, round_):
         return pruning.random_masks(round_.ticket_masks(), round_.seed(self.name))
+
+
+@register
+class Reshuffle(Variant):
+    """Zhou et al. (2019)'s "reshuffle" initialization: the ticket's mask; in each pruned
+    layer the kernel values the ticket starts from (θk with weight rewinding) are
+    permuted at random among the surviving positions, so each layer keeps the multiset
+    of its surviving values but not their places. Biases and other weights as the ticket."""
+
+    name = "reshuffle"
+    label = "reshuffled survivors"
+    description = "the ticket's mask, each layer's surviving start values permuted among the survivors"
+    style = {"linestyle": "-.", "marker": "D"}
+
+    def start_weights(self, round_):
+        weights = dict(round_.rewound_weights())
+        masks = round_.ticket_masks()
+        rng = np.random.default_rng(round_.seed(self.name))
+        for layer in sorted(masks):
+            key = f"{layer}/kernel"
+            kernel = np.array(weights[key])
+            kept = np.asarray(masks[layer]).astype(bool)
+            kernel[kept] = rng.permutation(kernel[kept])
+            weights[key] = kernel
+        return weights
+
+
+def initializer_std(theta_0, layer):
+    """σ of a layer's initializer, measured as the standard deviation of its θ0 kernel
+    (every weight of the layer). It matches the initializer's σ for the built-in models
+    (e.g. sqrt(2 / (fan_in + fan_out)) for Glorot normal, within sampling error) and is
+    defined for any model, including one whose initializer is not known."""
+    return float(np.std(np.asarray(theta_0[f"{layer}/kernel"], np.float64)))
+
+
+@register
+class SignedConstant(Variant):
+    """Zhou et al. (2019)'s "signed constant" initialization: the ticket's mask; every
+    kernel weight of a pruned layer set to sign(w)·σ, w its start value (θk with weight
+    rewinding; a zero counts as positive) and σ the layer's initializer standard
+    deviation (:func:`initializer_std`), so each layer's survivors hold exactly the two
+    values ±σ. Biases and other weights as the ticket."""
+
+    name = "signed_constant"
+    label = "signed constant"
+    description = "the ticket's mask, each survivor set to sign(start value) times its layer's initializer σ"
+    style = {"linestyle": (0, (3, 1, 1, 1)), "marker": "v"}
+
+    def start_weights(self, round_):
+        weights = dict(round_.rewound_weights())
+        theta_0 = round_.theta_0()
+        for layer in sorted(round_.ticket_masks()):
+            key = f"{layer}/kernel"
+            sigma = np.float32(initializer_std(theta_0, layer))
+            weights[key] = np.where(np.asarray(weights[key]) >= 0, sigma, -sigma).astype(np.float32)
+        return weights

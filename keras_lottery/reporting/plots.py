@@ -3,7 +3,9 @@
 - early-stop iteration vs % weights remaining (the paper's Figures 1 and 4, left);
 - test accuracy at early stop vs % weights remaining, ticket and controls with min/max
   bars over trials (Figure 4, middle);
-- test accuracy vs training iteration for chosen rounds (Figure 3).
+- test accuracy vs training iteration for chosen rounds (Figure 3);
+- test accuracy before training vs % weights remaining (for a ticket masked by
+  ``large_final_same_sign`` from θ0, the supermask of Zhou et al. 2019).
 
 The % weights remaining axis is logarithmic and decreases from left to right, so
 pruning proceeds to the right as in the paper. Several runs share one figure: each
@@ -47,13 +49,17 @@ def remaining_axis(axis, values):
 
 
 def _by_remaining(runs, path, value, ylabel, title):
+    """One line per run and variant of ``value(point)`` (a Stat, or None where the point
+    has no such value); None when no point has one."""
     several = len(runs) > 1
     figure = Figure(figsize=(7.5, 4.8))
     axis = figure.add_subplot()
     remaining = []
     for index, run in enumerate(runs):
         for number, variant in enumerate(run.variants):
-            points = run.series(variant)
+            points = [p for p in run.series(variant) if value(p) is not None]
+            if not points:
+                continue
             stats = [value(p) for p in points]
             x = np.array([p.remaining for p in points])
             mean = np.array([s.mean for s in stats])
@@ -66,6 +72,8 @@ def _by_remaining(runs, path, value, ylabel, title):
                 label=f"{run.label}: {label}" if several else label, **style,
             )
             remaining.extend(x)
+    if not remaining:
+        return None
     remaining_axis(axis, remaining)
     axis.set_ylabel(ylabel)
     axis.set_title(title)
@@ -85,6 +93,15 @@ def test_accuracy(runs, path):
     return _by_remaining(
         runs, path, lambda p: p.accuracy, "test accuracy at early stop",
         "Test accuracy at early stop vs sparsity (bars: min/max over trials)",
+    )
+
+
+def start_accuracy(runs, path):
+    """Test accuracy of the network each variant starts from, before any update; None
+    when no run recorded it."""
+    return _by_remaining(
+        runs, path, lambda p: p.start, "test accuracy before training",
+        "Test accuracy before training vs sparsity (bars: min/max over trials)",
     )
 
 

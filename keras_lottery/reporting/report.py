@@ -16,12 +16,13 @@ rounds (:func:`keras_lottery.summaries.write_rounds` and ``write_weights``).
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from keras_lottery import results
 from keras_lottery.lottery import variants
-from keras_lottery.rundir import layout, storage
+from keras_lottery.rundir import integrity, layout, storage
 from keras_lottery.errors import UsageError
 
 TICKET = variants.TICKET
@@ -53,6 +54,7 @@ class Point:
     trials: int
     iteration: Stat
     accuracy: Stat
+    start: Optional[Stat] = None  # test accuracy before training; None for rows written before it was recorded
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Run:
             trials=len(found),
             iteration=Stat.of([r["early_stop_iteration"] for r in found]),
             accuracy=Stat.of([r["early_stop_test_accuracy"] for r in found]),
+            start=_start_stat(found),
         )
 
     def series(self, variant, dense=True):
@@ -106,13 +109,20 @@ class Run:
         for trial in sorted({row["trial"] for row in self.rows}):
             path = layout.curve(self.path, trial, round_index, variant)
             if path.is_file():
-                rows = storage.read_csv(path)
+                rows = integrity.check_curve(path)  # one line naming a damaged file
                 curves.append(([int(r["iteration"]) for r in rows], [float(r["test_accuracy"]) for r in rows]))
         if not curves:
             return None
         length = min(len(iterations) for iterations, _ in curves)
         values = np.array([accuracy[:length] for _, accuracy in curves])
         return np.array(curves[0][0][:length]), values.mean(0), values.min(0), values.max(0)
+
+
+def _start_stat(rows):
+    """Start accuracy over the rows that recorded one (older rows did not)."""
+    values = [r.get("start_test_accuracy") for r in rows]
+    values = [v for v in values if v is not None]
+    return Stat.of(values) if values else None
 
 
 def load_run(path):
@@ -125,8 +135,16 @@ def load_run(path):
             raise ReportError(
                 f"{layout.results_json(path)} is not valid JSON ({err.msg}); rerun keras-lottery run to rewrite it"
             ) from None
+        except (UnicodeDecodeError, RecursionError) as err:
+            raise ReportError(
+                f"{layout.results_json(path)} is unreadable ({type(err).__name__}); rerun keras-lottery run to rewrite it"
+            ) from None
     elif layout.results_csv(path).is_file():
-        rows = storage.read_csv(layout.results_csv(path))
+        try:
+            rows = storage.read_csv(layout.results_csv(path))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ReportError(f"{layout.results_csv(path)} is unreadable ({type(err).__name__}); "
+                              "rerun keras-lottery run to rewrite it") from None
     else:
         raise ReportError(
             f"{path} has no results.json or results.csv: pass a keras-lottery run directory "
@@ -141,8 +159,16 @@ def load_run(path):
     failed = [row for row in rows if results.status(row) == results.FAILED]
     rows = [row for row in rows if results.status(row) != results.FAILED]
     if not any(row["round"] == 0 and row["variant"] == TICKET for row in rows):
+        if any(row["round"] == 0 and row["variant"] == TICKET for row in failed):
+            error = next(r.get("error") for r in failed if r["round"] == 0 and r["variant"] == TICKET)
+            raise ReportError(
+                f"{path}: the dense network (round 0) failed ({error}), so there is nothing to compare; "
+                "change the recipe (e.g. a lower training.learning_rate) and run it again"
+            )
         raise ReportError(f"{path}: the dense network (round 0) has not finished yet; nothing to report")
-    recipe = storage.read_json(layout.recipe_file(path)) if layout.recipe_file(path).is_file() else {}
+    recipe = integrity.read_json(layout.recipe_file(path)) if layout.recipe_file(path).is_file() else {}
+    if not isinstance(recipe, dict):
+        raise ReportError(f"{layout.recipe_file(path)} is damaged: not a JSON object; restore it")
     return Run(path=path, rows=rows, recipe=recipe, failed=failed)
 
 
@@ -233,8 +259,14 @@ def _describe(recipe):
     )
 
 
-STAT_HEADER = "ES iteration mean | ES iter min | ES iter max | ES test acc mean | acc min | acc max"
-STAT_ALIGN = "---:|" * 6
+STAT_HEADER = (
+    "ES iteration mean | ES iter min | ES iter max | ES test acc mean | acc min | acc max | start test acc (before training)"
+)
+STAT_ALIGN = "---:|" * 7
+
+
+def _start(point):
+    return "-" if point.start is None else f"{point.start.mean:.4f}"
 
 
 def variant_table(run, variant):
@@ -243,7 +275,9 @@ def variant_table(run, variant):
         "|---:|---:|---:|" + STAT_ALIGN,
     ]
     for p in run.series(variant, dense=False):
-        lines.append(f"| {p.round} | {_pct(p.remaining)} | {p.trials} | {_iters(p.iteration)} | {_acc(p.accuracy)} |")
+        lines.append(
+            f"| {p.round} | {_pct(p.remaining)} | {p.trials} | {_iters(p.iteration)} | {_acc(p.accuracy)} | {_start(p)} |"
+        )
     return "\n".join(lines)
 
 
@@ -296,7 +330,8 @@ def markdown(runs, figures, out=Path(".")):
     lines = ["# Lottery ticket report", ""]
     lines.append(
         "ES = early stop: the evaluation with the lowest validation loss. Accuracy is test accuracy "
-        "at early stop. Mean, min and max are over trials. pp = percentage points."
+        "at early stop. Mean, min and max are over trials. pp = percentage points. Start test acc: the "
+        "network a variant starts from, evaluated before any update (mean over trials; - where not recorded)."
     )
     for run in runs:
         lines += ["", f"## {run.label}", "", f"Run directory: `{run.path}`"]
@@ -308,7 +343,8 @@ def markdown(runs, figures, out=Path(".")):
             "", "### Dense network (round 0)", "",
             f"| % weights remaining | trials | {STAT_HEADER} |",
             "|---:|---:|" + STAT_ALIGN,
-            f"| {_pct(dense.remaining)} | {dense.trials} | {_iters(dense.iteration)} | {_acc(dense.accuracy)} |",
+            f"| {_pct(dense.remaining)} | {dense.trials} | {_iters(dense.iteration)} | {_acc(dense.accuracy)} | "
+            f"{_start(dense)} |",
         ]
         if len(run.rounds) < 2:
             lines += ["", "No pruned round has finished yet."]
@@ -341,17 +377,54 @@ def default_out(run_dirs, out=None):
     raise ReportError("several run directories: pass --out DIR for the comparison report")
 
 
-def write(run_dirs, out=None, chosen_rounds=None, tensorboard=True):
-    """Write report.md and the figures for ``run_dirs`` into ``out``; return report.md's path."""
-    from keras_lottery.reporting import plots, summaries
+def reported_runs(report_file):
+    """The run directories (resolved) an earlier report.md reports on, or None."""
+    try:
+        text = Path(report_file).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    marker = "Run directory: `"
+    return {str(Path(line[len(marker):].rstrip("`")).resolve()) for line in text.splitlines() if line.startswith(marker)}
 
+
+def check_out(run_dirs, out, force=False):
+    """Refuse a non-empty ``out`` unless it holds an earlier report of the same runs (or ``force``)."""
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} exists and is not a folder; choose another --out")
+    if force or not out.is_dir() or not any(out.iterdir()):
+        return
+    if reported_runs(out / "report.md") == {str(Path(p).resolve()) for p in run_dirs}:
+        return  # rebuilding the same report
+    raise ReportError(
+        f"--out {out} is not empty and does not hold a report of these runs; choose a new or empty folder, "
+        "or pass --force to write over it"
+    )
+
+
+def write(run_dirs, out=None, chosen_rounds=None, tensorboard=None, force=False):
+    """Write report.md and the figures for ``run_dirs`` into ``out``; return report.md's path.
+
+    Run directories are only read, except that the report of one run into its own
+    ``report/`` folder also rewrites the run's derived TensorBoard summaries (``tensorboard``
+    None); an ``out`` elsewhere never writes into a run directory."""
+    from keras_lottery.reporting import plots, summaries
+    from keras_lottery.rundir import safety
+
+    if tensorboard is None:
+        tensorboard = not out or all(Path(out).resolve() == layout.report_dir(p).resolve() for p in run_dirs)
+    for path in run_dirs:
+        if tensorboard or (out and safety.inside(path, out)):  # writing into this run directory
+            safety.check(path)
+    own = not out and len(run_dirs) == 1  # the run's own report folder is always rebuilt
     out = default_out(run_dirs, out)
+    check_out(run_dirs, out, force or own)
     runs = load_runs(run_dirs)
     rounds = curve_rounds(runs, chosen_rounds)
     out.mkdir(parents=True, exist_ok=True)
     figures = {
         "Early-stop iteration vs % weights remaining": plots.early_stop_iteration(runs, out / "early_stop_iteration.png"),
         "Test accuracy at early stop vs % weights remaining": plots.test_accuracy(runs, out / "test_accuracy.png"),
+        "Test accuracy before training vs % weights remaining": plots.start_accuracy(runs, out / "start_accuracy.png"),
         "Test accuracy during training, selected rounds": plots.training_curves(runs, rounds, out / "training_curves.png"),
     }
     figures = {caption: path.name for caption, path in figures.items() if path is not None}

@@ -15,10 +15,72 @@ import zipfile
 from pathlib import Path
 
 from keras_lottery import results
-from keras_lottery.lottery import checkpoints, rounds, variants
-from keras_lottery.rundir import layout, storage
+from keras_lottery.lottery import rounds, variants
+from keras_lottery.rundir import layout, safety, storage
+from keras_lottery.errors import UsageError
 
-DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile)
+DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile, RecursionError)
+
+
+class DamagedFileError(UsageError):
+    """A file of a run directory that ``export``, ``report`` or ``analyze`` cannot use."""
+
+
+def _damaged(path, problem):
+    return DamagedFileError(
+        f"{path} is damaged: {problem}; rerun keras-lottery run with the run's recipe to redo it "
+        "(a run repairs damaged files), or restore the file"
+    )
+
+
+def read_json(path):
+    """The JSON in ``path`` of a run directory, or a one-line :class:`DamagedFileError`."""
+    try:
+        return storage.read_json(path)
+    except FileNotFoundError:
+        raise
+    except (DAMAGE + (json.JSONDecodeError, UnicodeDecodeError)) as err:
+        raise _damaged(path, f"unreadable ({type(err).__name__})") from None
+
+
+def read_arrays(path):
+    """The arrays of the npz ``path`` of a run directory, or a one-line :class:`DamagedFileError`."""
+    problem = arrays_problem(Path(path))
+    if problem:
+        raise _damaged(path, problem)
+    return storage.load_arrays(path)
+
+
+def check_variant(run_dir, trial, round_index, variant):
+    """Refuse a finished variant whose files are damaged (the check ``run`` repairs by)."""
+    problem = variant_problem(run_dir, trial, round_index, variant)
+    if problem:
+        raise _damaged(layout.variant_dir(run_dir, trial, round_index, variant), problem)
+
+
+def check_summaries(run_dir, recipe):
+    """Refuse a run whose finished variants' ``summary.json`` files do not parse as results rows."""
+    for trial in layout.trials_present(run_dir, recipe.trials):
+        for round_index in range(recipe.pruning.rounds):
+            for variant in rounds.variants_of_round(recipe, round_index):
+                path = layout.summary(run_dir, trial, round_index, variant)
+                problem = summary_problem(path) if path.is_file() else None
+                if problem:
+                    raise _damaged(path, problem)
+
+
+def check_curve(path):
+    """Refuse a damaged curve.csv."""
+    problem = curve_problem(Path(path))
+    if problem:
+        raise _damaged(path, problem)
+    rows = storage.read_csv(path)
+    try:
+        for row in rows:
+            int(row["iteration"]), float(row["test_accuracy"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise _damaged(path, f"a value is not a number ({type(err).__name__})") from None
+    return rows
 
 
 def arrays_problem(path):
@@ -76,10 +138,14 @@ def variant_problem(run_dir, trial, round_index, variant):
 
 def repair(run_dir, recipe, log=print):
     """Unmark every damaged variant of ``run_dir`` so it is trained again; return how many."""
+    from keras_lottery.lottery import checkpoints
+
     redo = 0
+    safety.check(run_dir)  # a link leading outside would make the deletions below reach there
     for leftover in Path(run_dir).glob(f"{layout.TRIAL_GLOB}/**/{layout.TEMPORARY_GLOB}"):
-        leftover.unlink()
-    for trial in range(recipe.trials):
+        if safety.inside(run_dir, leftover.parent) and not leftover.is_symlink():
+            leftover.unlink()
+    for trial in layout.trials_present(run_dir, recipe.trials):
         for path in (layout.init_weights(run_dir, trial), layout.rewind_weights(run_dir, trial)):
             problem = arrays_problem(path) if path.is_file() else None
             if problem:

@@ -67,6 +67,26 @@ def trial_of(path):
     return int(Path(path).name.split("_")[1])
 
 
+def trials_present(run_dir, below):
+    """The trial numbers below ``below`` that have a folder in ``run_dir``, in order.
+
+    Reading a run looks only at what is there, so a recipe asking for a million trials
+    costs nothing before they exist.
+    """
+    found = []
+    for path in Path(run_dir).glob(TRIAL_GLOB):
+        suffix = path.name[len("trial_"):]
+        if path.is_dir() and suffix.isdigit() and int(suffix) < below:
+            found.append(int(suffix))
+    return sorted(found)
+
+
+def summary_key(path):
+    """``(trial, round, variant)`` of a variant's ``summary.json`` path."""
+    path = Path(path)
+    return trial_of(path.parents[2]), round_of(path.parents[1]), path.parent.name
+
+
 def variant_dir(run_dir, trial, round_index, variant):
     return round_dir(run_dir, trial, round_index) / variant
 

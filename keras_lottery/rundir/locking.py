@@ -14,7 +14,7 @@ import socket
 import time
 from pathlib import Path
 
-from keras_lottery.rundir import layout
+from keras_lottery.rundir import layout, safety
 from keras_lottery.errors import UsageError
 
 try:
@@ -43,7 +43,15 @@ def hold(run_dir):
         yield
         return
     path = layout.lock_file(run_dir)
-    handle = open(path, "a+")
+    safety.check(run_dir)
+    try:  # never through a link: its target would be overwritten
+        handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666), "a+")
+    except OSError:
+        if path.is_symlink():
+            raise safety.UnsafeRunDirError(
+                f"{path} is a symbolic link; keras-lottery never writes through a link in a run directory: remove it"
+            ) from None
+        raise
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

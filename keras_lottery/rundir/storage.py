@@ -20,7 +20,16 @@ os.umask(_UMASK)
 
 
 def atomic_write_bytes(path, data: bytes):
+    """Write ``data`` to ``path`` atomically. An OSError (a full disk, a read-only folder)
+    names ``path`` and leaves the file as it was."""
     path = Path(path)
+    try:
+        _atomic_write_bytes(path, data)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+
+
+def _atomic_write_bytes(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

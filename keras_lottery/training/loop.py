@@ -20,12 +20,17 @@ class DivergedError(RuntimeError):
 
 
 class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup from 0 over ``warmup`` steps, then ×``factor`` at each of ``drops``."""
+    """Linear warmup from 0 over ``warmup`` steps, then ×``factor`` at each of ``drops``.
+
+    :meth:`hold` fixes the rate at one value for a whole round (fine-tuning at the final
+    learning rate) without retracing the compiled training step; ``hold(None)`` lets the
+    schedule run again."""
 
     def __init__(self, base, warmup=0, drops=(), factor=0.1):
         self.base, self.warmup, self.drops, self.factor = float(base), int(warmup), tuple(drops), float(factor)
+        self.held = tf.Variable(-1.0, trainable=False, dtype=tf.float32, name="held_learning_rate")
 
-    def __call__(self, step):
+    def scheduled(self, step):
         step = tf.cast(step, tf.float32)
         rate = tf.constant(self.base, tf.float32)
         for drop in self.drops:
@@ -33,6 +38,14 @@ class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
         if self.warmup:
             rate = rate * tf.minimum(1.0, step / self.warmup)
         return rate
+
+    def __call__(self, step):
+        held = tf.identity(self.held)
+        return tf.where(held >= 0.0, held, self.scheduled(step))
+
+    def hold(self, iteration=None):
+        """Hold the rate the schedule has at ``iteration`` (None: the schedule runs)."""
+        self.held.assign(-1.0 if iteration is None else float(self.scheduled(iteration)))
 
     def get_config(self):
         return {"base": self.base, "warmup": self.warmup, "drops": self.drops, "factor": self.factor}
@@ -59,13 +72,19 @@ def steps_per_execution(config):
 
 
 def compile_model(model, config):
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(
         optimizer=make_optimizer(config),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         steps_per_execution=steps_per_execution(config),
         jit_compile=config.jit_compile,
     )
+    # The evaluator (evaluation.py) computes this loss as fit does, a mean per batch. Under a
+    # tf.distribute strategy Keras allows that mean only for a compiled loss, and marks it so
+    # when fit first builds the loss; mark it now, so that a round can be evaluated before
+    # its first step (the start accuracy).
+    loss._allow_sum_over_batch_size = True
 
 
 def reset_optimizer(model, start_iteration=0):
@@ -74,6 +93,23 @@ def reset_optimizer(model, start_iteration=0):
     for variable in optimizer.variables:
         variable.assign(tf.zeros_like(variable))
     optimizer.iterations.assign(start_iteration)
+
+
+def hold_learning_rate(model, iteration=None):
+    """Hold the learning rate the schedule has at ``iteration`` for the coming round (None:
+    the schedule runs). A constant learning rate has no schedule: nothing to hold."""
+    schedule = getattr(model.optimizer, "_learning_rate", None)
+    if isinstance(schedule, LearningRate):
+        schedule.hold(iteration)
+
+
+def current_learning_rate(model):
+    """The learning rate the optimizer applies at its current iteration."""
+    optimizer = model.optimizer
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if isinstance(schedule, LearningRate):
+        return float(schedule(optimizer.iterations))
+    return float(optimizer.learning_rate.numpy())
 
 
 class Evaluate(keras.callbacks.Callback):
