@@ -44,9 +44,15 @@ class Interrupted(BaseException):
 def _interruptible(where):
     """Turn SIGINT and SIGTERM into one line and exit 130 / 143. A write in progress is an
     atomic write: it is left complete or not at all; the run-directory lock is released as
-    the process ends. ``where()`` says what was being done."""
+    the process ends. ``where()`` says what was being done.
+
+    The handler raises :class:`Interrupted` wherever Python is; inside TensorFlow's own
+    Python (tracing a graph) that can surface as another exception, so any exception after
+    a signal arrived counts as the interruption."""
+    received = []
 
     def handler(signum, frame):
+        received.append(signum)
         raise Interrupted(signum)
 
     previous = {}
@@ -57,11 +63,14 @@ def _interruptible(where):
             pass
     try:
         yield
-    except (Interrupted, KeyboardInterrupt) as err:
-        signum = getattr(err, "signum", signal.SIGINT)
-        name = signal.Signals(signum).name
+    except BaseException as err:
+        if isinstance(err, KeyboardInterrupt):
+            received.append(signal.SIGINT)
+        if not received or isinstance(err, SystemExit):
+            raise
+        name = signal.Signals(received[0]).name
         _fail(f"stopped by {name} {where()}; finished work and written files are kept: rerun the same command "
-              "to resume from there", code=128 + signum)
+              "to resume from there", code=128 + received[0])
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
@@ -166,6 +175,11 @@ def export(run_dir, round_index, trial, variant, weights, out, force):
     except (OSError, RecursionError, MemoryError) as err:
         _fault(err, "the export")
     click.echo(f"saved model in {out} (load it with tf.saved_model.load)")
+    try:
+        for line in exporting.describe_costs(exporting.costs_of(run_dir, round_index, trial, variant, weights)):
+            click.echo(line)
+    except (_usage_errors(), OSError, ValueError) as err:  # the SavedModel is written; costs are extra
+        click.echo(f"no costs: {err}", err=True)
 
 
 @main.command("report")

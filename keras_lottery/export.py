@@ -75,6 +75,41 @@ def ticket_weights(run_dir, round_index, trial=0, variant=variants.TICKET, weigh
     return recipe, values
 
 
+def costs_of(run_dir, round_index, trial=0, variant=variants.TICKET, weights="trained", positions=None):
+    """What one trial/round/variant costs (:mod:`keras_lottery.costs`): ``weights_remaining`` and
+    ``flops_remaining`` (percent), ``macs`` and ``dense_macs`` of one forward pass of one example,
+    and ``sizes`` (bytes of the exported weights stored dense, gzip-compressed, as bitmask plus
+    values and as indices plus values). ``positions`` (:func:`keras_lottery.costs.positions`)
+    saves building the model again."""
+    from keras_lottery import costs
+
+    recipe, values = ticket_weights(run_dir, round_index, trial, variant, weights)
+    masks = storage.load_arrays(layout.mask(run_dir, trial, round_index, variant))
+    if positions is None:
+        positions = costs.positions(build(run_dir, recipe))
+    sizes = {name: int(values[f"{name}/kernel"].size) for name in positions if f"{name}/kernel" in values}
+    kept, dense = costs.macs(masks, sizes, positions)
+    remaining = sum(int(masks[n].sum()) if n in masks else size for n, size in sizes.items())
+    return {
+        "weights_remaining": 100.0 * remaining / sum(sizes.values()),
+        "flops_remaining": 100.0 * kept / dense, "macs": kept, "dense_macs": dense,
+        "sizes": costs.sizes(values, masks),
+    }
+
+
+def describe_costs(found):
+    """Lines saying what a ticket costs (``found`` from :func:`costs_of`)."""
+    from keras_lottery.costs import human
+
+    sizes = found["sizes"]
+    return [
+        f"weights remaining {found['weights_remaining']:.1f}%, multiply-accumulates remaining "
+        f"{found['flops_remaining']:.1f}% ({found['macs']:,} of {found['dense_macs']:,} per example)",
+        f"size: dense {human(sizes['dense'])}, gzip {human(sizes['gzip'])}, bitmask+values "
+        f"{human(sizes['bitmask'])}, indices+values {human(sizes['indices'])}",
+    ]
+
+
 def read_recipe(run_dir):
     """The recipe a run saved (readable without its data file)."""
     path = layout.recipe_file(run_dir)

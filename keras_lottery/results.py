@@ -22,6 +22,8 @@ SCHEMA = {
     "round": int,
     "variant": str,
     "weights_remaining": float,
+    # multiply-accumulates of one forward pass, percent of the dense network's (keras_lottery.costs)
+    "flops_remaining": float,
     "early_stop_iteration": int,
     "early_stop_test_accuracy": float,
     "final_test_accuracy": float,
@@ -33,7 +35,7 @@ SCHEMA = {
 COLUMNS = tuple(SCHEMA)
 # Columns added after results were first written: rows without them (older run
 # directories, or an empty CSV cell) load with None there.
-ADDED = ("start_test_accuracy", "start_test_loss")
+ADDED = ("start_test_accuracy", "start_test_loss", "flops_remaining")
 # Columns a failed row leaves empty.
 MEASURED = ("early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy", "best_val_loss")
 CURVE_COLUMNS = (
@@ -60,7 +62,11 @@ def _start_columns(start):
     return {"start_test_accuracy": start.get("test_accuracy"), "start_test_loss": start.get("test_loss")}
 
 
-def finished_row(trial, round_index, variant, weights_remaining, curve, start=None):
+def _rounded(value):
+    return None if value is None else round(value, 4)
+
+
+def finished_row(trial, round_index, variant, weights_remaining, curve, start=None, flops_remaining=None):
     """The row of a variant that trained to the end: early stop and final accuracy, and
     (``start``: test_loss and test_accuracy) the accuracy before training."""
     best = early_stop(curve)
@@ -69,6 +75,7 @@ def finished_row(trial, round_index, variant, weights_remaining, curve, start=No
         "round": round_index,
         "variant": variant,
         "weights_remaining": round(weights_remaining, 4),
+        "flops_remaining": _rounded(flops_remaining),
         "early_stop_iteration": best["iteration"],
         "early_stop_test_accuracy": best["test_accuracy"],
         "final_test_accuracy": curve[-1]["test_accuracy"],
@@ -78,11 +85,12 @@ def finished_row(trial, round_index, variant, weights_remaining, curve, start=No
     }
 
 
-def failed_row(trial, round_index, variant, weights_remaining, curve, error, start=None):
+def failed_row(trial, round_index, variant, weights_remaining, curve, error, start=None, flops_remaining=None):
     """The row of a variant that diverged: no accuracies after training, and the reason."""
     row = {
         "trial": trial, "round": round_index, "variant": variant,
-        "weights_remaining": round(weights_remaining, 4), "status": FAILED, **_start_columns(start),
+        "weights_remaining": round(weights_remaining, 4), "flops_remaining": _rounded(flops_remaining),
+        "status": FAILED, **_start_columns(start),
     }
     row.update({column: None for column in MEASURED})
     row.update({"error": str(error), "failed_after_evaluations": len(curve)})
@@ -179,8 +187,35 @@ def table(rows, variant_names):
 # ---- a variant's result files --------------------------------------------------------
 
 
-def save_outputs(run_dir, plan, outcome):
-    """Write a trained variant's mask, trained weights and curve; return its row.
+def class_accuracy(predictions, labels, num_classes=None):
+    """Test accuracy of each class (NaN for a class without test examples)."""
+    labels = np.asarray(labels).astype(np.int64)
+    num_classes = int(num_classes or labels.max() + 1)
+    correct = np.bincount(labels, weights=np.asarray(predictions) == labels, minlength=num_classes)
+    counts = np.bincount(labels, minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return correct / counts
+
+
+def compact(predictions, num_classes):
+    """Predicted classes in the smallest unsigned integer type that holds them."""
+    dtype = np.uint8 if num_classes <= 2**8 else np.uint16 if num_classes <= 2**16 else np.uint32
+    return np.asarray(predictions).astype(dtype)
+
+
+def save_predictions(path, iteration, predictions, labels):
+    """A variant's test predictions at its early stop, their iteration and per-class accuracy."""
+    num_classes = int(max(np.max(labels), np.max(predictions)) + 1)
+    storage.save_arrays(path, {
+        "iteration": np.int64(iteration),
+        "predictions": compact(predictions, num_classes),
+        "class_accuracy": class_accuracy(predictions, labels, num_classes),
+    })
+
+
+def save_outputs(run_dir, plan, outcome, flops_remaining=None, labels=None):
+    """Write a trained variant's mask, trained weights, curve and (with the test ``labels``,
+    when known) its test predictions at early stop; return its row.
 
     The row is written by :func:`mark_finished`, last, so a variant counts as finished
     only once every file it needs is in place.
@@ -189,17 +224,23 @@ def save_outputs(run_dir, plan, outcome):
     storage.save_arrays(layout.mask(*key), plan.masks)
     storage.save_arrays(layout.final(*key), outcome.weights)
     storage.write_csv(layout.curve(*key), outcome.curve, CURVE_COLUMNS)
-    row = finished_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, outcome.curve, outcome.start)
+    predictions = getattr(outcome, "predictions", None)
+    if predictions is not None and labels is not None and len(predictions[1]) == len(labels):
+        save_predictions(layout.predictions(*key), predictions[0], predictions[1], labels)
+    elif layout.predictions(*key).is_file():  # left by an earlier training of this variant
+        layout.predictions(*key).unlink()
+    row = finished_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, outcome.curve, outcome.start,
+                       flops_remaining)
     row["seconds"] = round(outcome.seconds, 2)
     return row
 
 
-def save_failed(run_dir, plan, failure):
+def save_failed(run_dir, plan, failure, flops_remaining=None):
     """Record a diverged variant: its curve so far and a failed row; return the row."""
     key = (run_dir, plan.trial, plan.round, plan.variant)
     storage.write_csv(layout.curve(*key), failure.curve, CURVE_COLUMNS)
     row = failed_row(plan.trial, plan.round, plan.variant, plan.weights_remaining, failure.curve, failure.error,
-                     getattr(failure, "start", None))
+                     getattr(failure, "start", None), flops_remaining)
     row["seconds"] = round(failure.seconds, 2)
     mark_finished(run_dir, plan, row)
     return row

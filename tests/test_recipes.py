@@ -128,8 +128,11 @@ HEAVY = ("vgg19",)  # ~20M weights: two steps of batch 2
 # rate, schedule, pruning scope) run in the slow suite: VGG-19 takes ~45 s on a loaded
 # 2-core machine. vgg19_cifar10_rewind (global pruning, rewinding, batch norm,
 # augmentation, weight decay) and the Resnet-18 warmup and rewind recipes stay default.
+# Variants whose smoke run exercises no path another recipe's run does not (the suite stays
+# under 15 minutes on 2 cores); run them with `pytest -m slow`.
 SLOW = ("vgg19_cifar10", "vgg19_cifar10_lr001", "vgg19_cifar10_warmup", "vgg19_cifar10_layerwise",
-        "resnet18_cifar10", "resnet18_cifar10_lr001")
+        "vgg19_cifar10_rewind", "resnet18_cifar10", "resnet18_cifar10_lr001", "resnet18_cifar10_warmup",
+        "conv4_dropout_cifar10", "conv6_dropout_cifar10", "lenet300_mnist_criteria")
 
 
 def smoke_overrides(r):

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -123,6 +124,12 @@ def test_killed_mid_round_resumes_from_checkpoint_and_lock_refuses_second_proces
     assert {p: t for p, t in summary_times(out).items() if p in before} == before
     assert not list(out.glob("trial_*/round_*/*/checkpoints")), "finished variants keep no checkpoints"
     assert_same_results(out, reference)
+    # the early-stop predictions survive the mid-round resume (kept in the checkpoint)
+    resumed = storage.load_arrays(layout.predictions(out, 0, 1, "ticket"))
+    assert int(resumed["iteration"]) == rows_by_key(out)[(0, 1, "ticket")]["early_stop_iteration"]
+    labels = storage.load_arrays(layout.test_labels(out))["labels"]
+    assert np.mean(resumed["predictions"] == labels) == pytest.approx(
+        reference[(0, 1, "ticket")]["early_stop_test_accuracy"], abs=1e-6)
 
 
 def test_killed_between_rounds_resumes_without_redoing_finished_rounds(recipe_file, reference, tmp_path):

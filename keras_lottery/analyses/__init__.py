@@ -66,6 +66,11 @@ class Analysis:
     description = ""
     Options = NoOptions
 
+    def check(self, run, options):
+        """Refuse options that do not fit ``run`` (raise :class:`AnalysisError`). Called
+        before the folder and its ``options.json`` are written, so a refused command leaves
+        nothing behind and a corrected one is not refused as "other options"."""
+
     def run(self, run, options, folder, log):
         """Compute the analysis of ``run`` into ``folder``; skip what is already there."""
         raise NotImplementedError
@@ -167,6 +172,7 @@ def analyze(name, run_dir, values=None, log=print):
                 f"{out} holds results of other options ({storage.read_json(saved_options)}); "
                 f"rerun with those options, or remove {out} to start afresh"
             )
+        analysis.check(run, options)
         out.mkdir(parents=True, exist_ok=True)
         storage.write_json(saved_options, wanted)
         analysis.run(run, options, out, log)

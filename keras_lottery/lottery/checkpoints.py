@@ -8,7 +8,11 @@ once a minute of training), the variant being trained saves
   the optimizer (slots and iteration count, which also drives the learning rate);
 - ``state.json``: the iteration, the evaluation curve so far, seconds trained, and the
   start accuracy (the network's test loss and accuracy before its first update);
-- ``rewind.npz``: θk, when the dense round has already captured it.
+- ``rewind.npz``: θk, when the dense round has already captured it;
+- ``predictions.npz``: the test predictions of the evaluation with the lowest validation
+  loss so far (and its iteration), so that a resumed round still stores the predictions
+  at its early-stop iteration (a checkpoint made before 0.2 lacks it: see
+  :meth:`MidRound.best_predictions`).
 
 The data position needs no saving: ``data.train_stream(start_step=iteration)`` is a
 pure function of (seed, step), so the batch order continues exactly. A checkpoint
@@ -23,6 +27,8 @@ import os
 import shutil
 import time
 from pathlib import Path
+
+import numpy as np
 
 from keras_lottery.rundir import layout, storage
 from keras_lottery import training
@@ -75,10 +81,28 @@ class MidRound(keras.callbacks.Callback):
         self.start = None  # test loss and accuracy before the round's first update
         self.seconds_before = 0.0  # training time spent by earlier processes
         self.resumed_at = None
+        self.best = None  # (val_loss, iteration, predictions) of the best evaluation seen with predictions
         self._started = self._last_save = time.perf_counter()
 
     def record(self, row):
         self.curve.append(row)
+
+    def record_predictions(self, row, predicted):
+        """Keep ``predicted`` if ``row`` is the early-stop point so far (lowest validation loss,
+        the earliest of ties, as :func:`keras_lottery.results.early_stop`)."""
+        if self.best is None or row["val_loss"] < self.best[0]:
+            self.best = (row["val_loss"], row["iteration"], np.asarray(predicted))
+
+    def best_predictions(self):
+        """``(iteration, predictions)`` at the round's early-stop iteration, or None when they
+        are not known (the early stop fell before a resume from a checkpoint that lacked them)."""
+        if self.best is None or not self.curve:
+            return None
+        from keras_lottery.results import early_stop
+
+        if early_stop(self.curve)["iteration"] != self.best[1]:
+            return None
+        return self.best[1], self.best[2]
 
     def seconds(self):
         return self.seconds_before + time.perf_counter() - self._started
@@ -115,6 +139,10 @@ class MidRound(keras.callbacks.Callback):
             raise OSError(None, f"the checkpoint could not be written ({err.message.splitlines()[0]})", str(tmp)) from None
         if self.rewind.saved is not None:
             storage.save_arrays(tmp / layout.REWIND, self.rewind.saved)
+        if self.best is not None:
+            storage.save_arrays(tmp / layout.PREDICTIONS, {
+                "val_loss": np.float64(self.best[0]), "iteration": np.int64(self.best[1]), "predictions": self.best[2],
+            })
         storage.write_json(tmp / layout.CHECKPOINT_STATE, {
             "iteration": iteration, "seconds": round(self.seconds(), 3), "curve": self.curve, "start": self.start,
         })
@@ -153,12 +181,18 @@ class MidRound(keras.callbacks.Callback):
             raise ValueError(f"iteration {iteration} does not fit training.iterations {self.end}")
         rewind_path = path / layout.REWIND
         rewind_saved = storage.load_arrays(rewind_path) if rewind_path.is_file() else None
+        predictions_path = path / layout.PREDICTIONS
+        best = None
+        if predictions_path.is_file():  # checkpoints made before 0.2 lack it
+            saved = storage.load_arrays(predictions_path)
+            best = (float(saved["val_loss"]), int(saved["iteration"]), saved["predictions"])
         optimizer = self.wrapped.optimizer
         optimizer.build(self.wrapped.trainable_variables)
         self._checkpoint().read(str(path / layout.CHECKPOINT_MODEL)).assert_existing_objects_matched()
         if int(optimizer.iterations.numpy()) != iteration:
             raise ValueError(f"optimizer is at iteration {int(optimizer.iterations.numpy())}, state says {iteration}")
         self.curve = curve
+        self.best = best
         if state.get("start") is not None:  # checkpoints made before start accuracy was recorded lack it
             self.start = state["start"]
         self.seconds_before = float(state.get("seconds", 0.0))

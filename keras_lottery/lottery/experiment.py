@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from keras_lottery import __version__, data, distribute, masking, models, pruning, results, training
+from keras_lottery import __version__, costs, data, distribute, masking, models, pruning, results, training
 from keras_lottery.backend import tf
 from keras_lottery.config import identity
 from keras_lottery.config.recipe import RecipeError, parse
@@ -130,6 +130,7 @@ class Experiment:
             self.plain = source.build(0)
         source.check_seeds()  # the user's model: each seed reproducible, seeds different
         self.kernel_sizes = models.kernel_sizes(self.plain)
+        self.positions = costs.positions(self.plain)  # uses of each kernel weight per example (MACs)
         self.rates = models.rates_by_layer(self.plain, recipe.pruning)
         with self.strategy.scope():
             self.model = masking.wrap(self.plain, self.rates)
@@ -149,6 +150,10 @@ class Experiment:
     def fresh_weights(self, seed):
         """The weights of a newly initialized model (before masking)."""
         return masking.get_weights(self.source.build(seed))
+
+    def flops_remaining(self, masks):
+        """Percent of the dense network's multiply-accumulates a network with ``masks`` does."""
+        return costs.flops_remaining(masks, self.kernel_sizes, self.positions)
 
     def round(self, trial, index):
         return rounds.Round(self.recipe, self.run_dir, trial, index, self.rates, self.kernel_sizes, self.fresh_weights)
@@ -186,13 +191,13 @@ class Experiment:
         try:
             outcome = session.train(self, plan, folder, label)
         except session.Diverged as failure:
-            results.save_failed(self.run_dir, plan, failure)
+            results.save_failed(self.run_dir, plan, failure, self.flops_remaining(plan.masks))
             checkpoints.clear(folder)
             self.log(f"{label}: FAILED, training diverged: {failure.error}")
             return
         if plan.capture_at is not None:
             storage.save_arrays(layout.rewind_weights(self.run_dir, trial), outcome.theta_k)
-        row = results.save_outputs(self.run_dir, plan, outcome)
+        row = results.save_outputs(self.run_dir, plan, outcome, self.flops_remaining(plan.masks), self.splits.y_test)
         summaries.write_curve(self.run_dir, trial, round_index, variant, outcome.curve)
         if variant == variants.TICKET:
             summaries.write_sparsity(self.run_dir, trial, round_index, pruning.layer_sparsity(plan.masks),
@@ -252,6 +257,7 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
             "identity": wanted, "data_source": splits.source, "keras_lottery": __version__,
         })
         storage.write_json(layout.recipe_file(run_dir), recipe.to_dict())
+        storage.save_arrays(layout.test_labels(run_dir), {"labels": results.compact(splits.y_test, splits.num_classes)})
         storage.write_json(layout.model_file(run_dir), {
             "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
             "architecture": json.loads(experiment.plain.to_json()),

@@ -66,6 +66,11 @@ class Plan:
     # The schedule position whose learning rate is held for the whole round (fine-tuning),
     # or None: the learning-rate schedule runs from ``start_iteration``.
     learning_rate_at: Optional[int] = None
+    # Seeds of the training data order and of the random state (dropout), or None: derived
+    # from the recipe's seed as every round of a run does. An analysis that trains copies
+    # of one network under different SGD noise (keras_lottery.analyses.instability) sets them.
+    data_seed: Optional[int] = None
+    train_seed: Optional[int] = None
 
 
 class Round:

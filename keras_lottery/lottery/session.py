@@ -29,6 +29,9 @@ class Outcome:
     theta_k: Optional[dict]  # the weights captured at the rewind iteration (dense round)
     seconds: float
     start: Optional[dict] = None  # test_loss and test_accuracy of masks ⊙ weights, before any update
+    # (iteration, predicted class of every test example) at the early-stop evaluation, or None
+    # when unknown (early stop before a resume from a checkpoint made before 0.2)
+    predictions: Optional[tuple] = None
 
 
 class Diverged(Exception):
@@ -40,7 +43,10 @@ class Diverged(Exception):
 def train(experiment, plan, folder, label):
     """Train ``plan`` on ``experiment``'s model; checkpoints go to ``folder``."""
     recipe, config, model = experiment.recipe, experiment.recipe.training, experiment.model
-    keras.utils.set_random_seed(derive_seed(recipe.seed, plan.trial, plan.round, plan.variant, "train"))
+    train_seed = plan.train_seed
+    if train_seed is None:
+        train_seed = derive_seed(recipe.seed, plan.trial, plan.round, plan.variant, "train")
+    keras.utils.set_random_seed(train_seed)
     training.reset_optimizer(model, plan.start_iteration)
     training.hold_learning_rate(model, plan.learning_rate_at)
     rewind = Rewind(save_at=plan.capture_at, weights=plan.weights, masks=plan.masks)
@@ -50,7 +56,8 @@ def train(experiment, plan, folder, label):
     start = resume.restore(plan.start_iteration)
     stream = data.train_stream(
         experiment.splits.x_train, experiment.splits.y_train, config.batch_size,
-        seed=derive_seed(recipe.seed, plan.trial, "data"), start_step=start,
+        seed=derive_seed(recipe.seed, plan.trial, "data") if plan.data_seed is None else plan.data_seed,
+        start_step=start,
         augment=augment.flip_and_crop if recipe.dataset.augment else None,
     )
     experiment.log(
@@ -64,12 +71,13 @@ def train(experiment, plan, folder, label):
         training.train(
             model, stream, experiment.val_data, experiment.test_data, config,
             start_iteration=start, callbacks=[rewind], progress=progress, late_callbacks=[resume],
+            predictions=resume.record_predictions,
         )
     except training.DivergedError as err:
         raise Diverged(err, resume.curve, resume.seconds(), resume.start) from None
     masking.apply_masks(model)
     return Outcome(curve=resume.curve, weights=masking.get_weights(model), theta_k=rewind.saved,
-                   seconds=resume.seconds(), start=resume.start)
+                   seconds=resume.seconds(), start=resume.start, predictions=resume.best_predictions())
 
 
 def start_metrics(experiment, plan):

@@ -322,6 +322,47 @@ def comparison_table(run):
     return "\n".join(lines)
 
 
+def cost_table(run):
+    """Per round of the ticket: % of weights and of multiply-accumulates remaining (mean over
+    trials; computed from the masks for rows made before ``flops_remaining`` was recorded),
+    and the size of the exported ticket of the first trial that finished the round, as
+    stored densely, gzip-compressed, as bitmask plus values and as indices plus values
+    (:mod:`keras_lottery.costs`). None when the run's model cannot be rebuilt."""
+    from keras_lottery import costs, export
+
+    try:
+        recipe = export.read_recipe(run.path)
+        positions = costs.positions(export.build(run.path, recipe))
+    except (UsageError, OSError, ValueError, KeyError, TypeError):
+        return None
+    lines = [
+        "| round | % weights remaining | % multiply-accumulates remaining | MACs per example | dense | gzip | "
+        "bitmask + values | indices + values |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for round_index in run.rounds:
+        found = [r for r in run.rows if r["round"] == round_index and r["variant"] == TICKET]
+        flops = [r["flops_remaining"] for r in found if r.get("flops_remaining") is not None]
+        trial = min(r["trial"] for r in found)
+        try:
+            cost = export.costs_of(run.path, round_index, trial, positions=positions)
+        except (UsageError, OSError, ValueError, KeyError):
+            cost = None
+        if not flops and cost is not None:
+            flops = [cost["flops_remaining"]]
+        shown = f"{np.mean(flops):.1f}" if flops else "-"
+        if cost is None:
+            lines.append(f"| {round_index} | {_pct(np.mean([r['weights_remaining'] for r in found]))} | {shown} | "
+                         "- | - | - | - | - |")
+            continue
+        sizes = cost["sizes"]
+        lines.append(
+            f"| {round_index} | {_pct(np.mean([r['weights_remaining'] for r in found]))} | {shown} | "
+            f"{cost['macs']:,} | " + " | ".join(costs.human(sizes[k]) for k in costs.SIZE_KINDS) + " |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(runs, figures, out=Path(".")):
     """The report text for ``runs`` written into ``out``; ``figures`` maps a caption to
     a PNG file name."""
@@ -352,6 +393,16 @@ def markdown(runs, figures, out=Path(".")):
         for variant in run.variants:
             lines += ["", f"### {variant}", "", variant_table(run, variant)]
         lines += ["", "### Does the ticket win?", "", comparison_table(run)]
+        costs_text = cost_table(run)
+        if costs_text:
+            lines += [
+                "", "### What the ticket costs", "",
+                "Multiply-accumulates of one forward pass of the masked network (kernels only; a conv weight counts "
+                "once per output position), as % of the dense network's. Sizes of the exported ticket (trained "
+                "weights, first trial; every weight array as float32): dense; gzip-compressed npz; a bitmask per "
+                "masked kernel plus its kept values; flat indices (uint16/uint32) plus values.",
+                "", costs_text,
+            ]
         if run.failed:
             lines += ["", "### Failed (left out of the tables and figures)", "",
                       "| trial | round | variant | error |", "|---:|---:|:--|:--|"]

@@ -7,9 +7,11 @@
         identity.json                     what the results depend on: recipe fields and data fingerprint
         model.json                        input shape and classes (for export)
         results.csv, results.json         one row per trial x round x variant
+        test_labels.npz                   the test set's labels, in evaluation order (0.2+)
         trial_<t>/init.npz                θ0
         trial_<t>/rewind.npz              θk (weights pruned rounds rewind to)
         trial_<t>/round_<rr>/<variant>/   mask.npz, final.npz, curve.csv, summary.json;
+                                          predictions.npz (0.2+: test predictions at early stop);
                                           checkpoints/ while the variant trains
         analyses/<analysis>/              one folder per analysis (see keras_lottery.analyses)
         report/                           report.md and figures
@@ -38,6 +40,11 @@ MASK = "mask.npz"
 FINAL = "final.npz"
 CURVE = "curve.csv"
 SUMMARY = "summary.json"
+# The predicted class of every test example at the early-stop evaluation, its iteration and
+# the per-class test accuracy (a variant's folder, and the best so far in a checkpoint).
+# Optional: variants trained before 0.2 have none.
+PREDICTIONS = "predictions.npz"
+TEST_LABELS = "test_labels.npz"
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_MODEL = "model"  # tf.train.Checkpoint prefix inside checkpoints/it_<iteration>/
 CHECKPOINT_STATE = "state.json"
@@ -121,6 +128,14 @@ def final(run_dir, trial, round_index, variant):
 
 def curve(run_dir, trial, round_index, variant):
     return variant_dir(run_dir, trial, round_index, variant) / CURVE
+
+
+def predictions(run_dir, trial, round_index, variant):
+    return variant_dir(run_dir, trial, round_index, variant) / PREDICTIONS
+
+
+def test_labels(run_dir):
+    return Path(run_dir) / TEST_LABELS
 
 
 def summary(run_dir, trial, round_index, variant):

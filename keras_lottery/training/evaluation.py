@@ -6,6 +6,11 @@ dataset-iterator overhead per call and per batch; :class:`Evaluator` holds every
 evaluation batch in memory and runs all of them in one ``tf.function`` call. It
 reports what ``model.evaluate`` reports, computed the same way (per-batch mean loss
 weighted by batch size, accumulated in float32 in batch order).
+
+The same pass also returns the predicted class (argmax of the logits) of every example
+of the sets named in ``predict`` (the test set): one integer per example, for the
+early-stop predictions a variant stores (what pruning forgets). The argmax reads the
+logits the loss reads, so the losses and accuracies are the same with or without it.
 """
 
 from keras_lottery.backend import keras, tf
@@ -29,11 +34,14 @@ def stacked_batches(dataset):
 
 
 class Evaluator:
-    """``evaluator()`` returns ``{name: {"loss": float, "accuracy": float}}`` for each dataset."""
+    """``evaluator()`` returns ``{name: {"loss": float, "accuracy": float}}`` for each dataset,
+    plus ``"predictions"`` (an int32 array, one predicted class per example, in dataset order)
+    for the datasets named in ``predict``."""
 
-    def __init__(self, model, datasets):
+    def __init__(self, model, datasets, predict=()):
         self.model = model
         self.names = list(datasets)
+        self.predict = tuple(predict)
         self.data = [stacked_batches(datasets[name]) for name in self.names]
         self._pass = tf.function(self._all_sets)
 
@@ -44,25 +52,38 @@ class Evaluator:
             loss = loss + tf.add_n(self.model.losses)
         size = tf.cast(tf.shape(y)[0], tf.float32)
         correct = tf.reduce_sum(keras.metrics.sparse_categorical_accuracy(y, logits))
-        return loss * size, correct, size
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return (loss * size, correct, size), predicted
 
     def _all_sets(self):
         results = []
-        for full_x, full_y, last_x, last_y in self.data:
+        for name, (full_x, full_y, last_x, last_y) in zip(self.names, self.data):
             totals = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+            predicted = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False)
             for i in tf.range(tf.shape(full_x)[0]):
-                totals = tuple(t + v for t, v in zip(totals, self._batch(full_x[i], full_y[i])))
+                values, batch_predicted = self._batch(full_x[i], full_y[i])
+                totals = tuple(t + v for t, v in zip(totals, values))
+                if name in self.predict:
+                    predicted = predicted.write(predicted.size(), batch_predicted)
             if last_x is not None:
-                totals = tuple(t + v for t, v in zip(totals, self._batch(last_x, last_y)))
+                values, batch_predicted = self._batch(last_x, last_y)
+                totals = tuple(t + v for t, v in zip(totals, values))
+                if name in self.predict:
+                    predicted = predicted.write(predicted.size(), batch_predicted)
             loss, correct, count = totals
-            results.append((tf.math.divide_no_nan(loss, count), tf.math.divide_no_nan(correct, count)))
+            outputs = (tf.math.divide_no_nan(loss, count), tf.math.divide_no_nan(correct, count))
+            if name in self.predict:
+                outputs += (predicted.concat(),)
+            results.append(outputs)
         return results
 
     def __call__(self):
-        return {
-            name: {"loss": float(loss), "accuracy": float(accuracy)}
-            for name, (loss, accuracy) in zip(self.names, self._pass())
-        }
+        evaluated = {}
+        for name, outputs in zip(self.names, self._pass()):
+            evaluated[name] = {"loss": float(outputs[0]), "accuracy": float(outputs[1])}
+            if name in self.predict:
+                evaluated[name]["predictions"] = outputs[2].numpy()
+        return evaluated
 
 
 def evaluator(model, val_data, test_data):
@@ -71,5 +92,5 @@ def evaluator(model, val_data, test_data):
     key = (id(val_data), id(test_data))
     if key not in cache:
         # The cache holds the datasets, so their ids stay unique while the entry lives.
-        cache[key] = (val_data, test_data, Evaluator(model, {"val": val_data, "test": test_data}))
+        cache[key] = (val_data, test_data, Evaluator(model, {"val": val_data, "test": test_data}, predict=("test",)))
     return cache[key][2]

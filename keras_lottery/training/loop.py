@@ -120,17 +120,19 @@ class Evaluate(keras.callbacks.Callback):
     stops training with :class:`DivergedError`.
     """
 
-    def __init__(self, val_data, test_data, eval_every, progress=None):
+    def __init__(self, val_data, test_data, eval_every, progress=None, predictions=None):
         super().__init__()
         self.val_data = val_data
         self.test_data = test_data
         self.eval_every = eval_every
         self.progress = progress
+        self.predictions = predictions
         self.curve = []
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {} if logs is None else logs
         evaluated = evaluation.evaluator(self.model, self.val_data, self.test_data)()
+        predicted = evaluated["test"].pop("predictions", None)
         for split, prefix in (("val", "val_"), ("test", "test_")):
             logs.update({prefix + k: v for k, v in evaluated[split].items()})
         if not all(math.isfinite(logs[k]) for k in ("loss", "val_loss")):
@@ -143,20 +145,24 @@ class Evaluate(keras.callbacks.Callback):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"):
             row[key if "_" in key else f"train_{key}"] = float(logs[key])
         self.curve.append(row)
+        if self.predictions and predicted is not None:
+            self.predictions(row, predicted)
         if self.progress:
             self.progress(row)
 
 
 def train(model, train_data, val_data, test_data, config, start_iteration=0, callbacks=(), progress=None,
-          late_callbacks=()):
+          late_callbacks=(), predictions=None):
     """Train ``model`` (compiled, masks set) from ``start_iteration`` to ``config.iterations``.
 
     ``late_callbacks`` run after each evaluation (e.g. checkpoints that save the curve).
+    ``predictions(row, predicted)``, if given, receives each evaluation's curve row and the
+    predicted class of every test example (before ``progress`` sees the row).
     Returns the curve: one dict per evaluation.
     """
     if start_iteration % config.eval_every:
         raise ValueError("the start iteration must be a multiple of training.eval_every")
-    evaluate = Evaluate(val_data, test_data, config.eval_every, progress)
+    evaluate = Evaluate(val_data, test_data, config.eval_every, progress, predictions)
     model.fit(
         train_data,
         steps_per_epoch=config.eval_every,
