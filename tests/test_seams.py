@@ -7,7 +7,7 @@ registries and the run-directory layout own.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from keras_lottery import analyses, results
 from keras_lottery.analyses import Analysis
 from keras_lottery.cli import main
 from keras_lottery.config import recipe as recipes
-from keras_lottery.lottery import variants
+from keras_lottery.lottery import rewinding, variants
 from keras_lottery.pruning import criteria
 from keras_lottery.rundir import layout, storage
 
@@ -164,6 +164,10 @@ PACKAGE = ROOT / "keras_lottery"
 OWNERS = {
     "variant": ({"lottery/variants.py"}, [f'"{name}"' for name in variants.names()]),
     "criterion": ({"pruning/criteria.py"}, [f'"{name}"' for name in criteria.names()]),
+    # names that are also ordinary words or recipe keys ("weights", "learning_rate") are left out
+    "rewinding mode": ({"lottery/rewinding.py"}, [
+        f'"{name}"' for name in rewinding.names()
+        if name != rewinding.DEFAULT and name not in {f.name for f in fields(recipes.TrainingConfig)}]),
     "run-directory file": (
         {"rundir/layout.py"},
         [f'"{getattr(layout, n)}"' for n in dir(layout) if n.isupper() and isinstance(getattr(layout, n), str)

@@ -241,7 +241,7 @@ class PruningConfig:
 @dataclass(frozen=True)
 class RewindConfig:
     iteration: int = 0
-    mode: str = "weights"
+    mode: str = rewinding.DEFAULT
 
     def check(self, key):
         _require(self.mode in rewinding.REGISTRY, f"{key}.mode", f"one of {', '.join(rewinding.names())}", self.mode)

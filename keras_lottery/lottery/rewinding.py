@@ -34,12 +34,13 @@ Pure Python: parsing a recipe reads this registry without TensorFlow.
 from keras_lottery.registry import Registry
 
 REGISTRY = Registry("rewinding mode")
+DEFAULT = "weights"  # the paper's: survivors reset to θk
 
 
 class Mode:
     """Weight rewinding: survivors start from θk, training from iteration k."""
 
-    name = "weights"
+    name = DEFAULT
     description = "survivors reset to θk; training continues from iteration k"
 
     def start_weights(self, round_):
