@@ -46,11 +46,12 @@ V010_DEFAULTS = {
 V010_OPTIONAL = {"training": {"jit_compile": False}}  # 0.1.0 kept it only when true
 
 
-def _jsonable(value):
+def to_jsonable(value):
+    """``value`` with tuples as lists, at any depth (as JSON reads it back)."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     return value
 
 
@@ -70,8 +71,8 @@ def _non_default(obj):
             default = f.default_factory()
         else:
             default = dataclasses.MISSING
-        if default is dataclasses.MISSING or _jsonable(value) != _jsonable(default):
-            result[f.name] = _jsonable(value)
+        if default is dataclasses.MISSING or to_jsonable(value) != to_jsonable(default):
+            result[f.name] = to_jsonable(value)
     return result
 
 

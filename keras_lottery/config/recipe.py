@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from keras_lottery import models
+from keras_lottery.config.identity import to_jsonable
 from keras_lottery.lottery import rewinding, variants
 from keras_lottery.pruning import criteria
 from keras_lottery.errors import UsageError
@@ -334,21 +335,13 @@ class Recipe:
         return found
 
     def to_dict(self):
-        return _to_jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     def short_hash(self, data_fingerprint=None, model_fingerprint=None):
         """The hash naming this recipe's run directory (see :mod:`keras_lottery.config.identity`)."""
         from keras_lottery.config import identity
 
         return identity.short_hash(self, data_fingerprint, model_fingerprint)
-
-
-def _to_jsonable(value):
-    if isinstance(value, dict):
-        return {k: _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    return value
 
 
 def _type_name(tp):
