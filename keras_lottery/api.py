@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from keras_lottery import flavours
 from keras_lottery.config import catalog
 from keras_lottery.config import recipe as recipes
 from keras_lottery.config.recipe import Recipe, RecipeError
@@ -81,7 +82,9 @@ def run(recipe, model=None, data=None, out=None, log=print, report=True):
     """Run ``recipe`` (a :class:`Recipe`, or a shipped name or file as for :func:`load_recipe`).
 
     - ``model``: a function ``build_model(seed)`` (or with no argument) returning an
-      uncompiled Keras model built with :data:`keras_lottery.keras`; by default the recipe's.
+      uncompiled Keras model: built with :data:`keras_lottery.keras` (tf_keras), or with
+      ``import keras`` (Keras 3), which runs the recipe on Keras 3 (``"keras": "keras3"``)
+      on the backend ``KERAS_BACKEND`` names; by default the recipe's.
     - ``data``: numpy arrays ``(x_train, y_train, x_test, y_test)`` (validation is held out
       as the recipe says), or tf.data datasets ``(train, validation, test)``; by default
       the recipe's dataset.
@@ -95,6 +98,7 @@ def run(recipe, model=None, data=None, out=None, log=print, report=True):
         if not isinstance(recipe, (str, Path)):
             raise RecipeError(f"recipe must be a Recipe (see load_recipe), a recipe name or a path, got {type(recipe).__name__}")
         recipe = load_recipe(recipe)
+    recipe = flavours.resolve(recipe, model)  # a model function written with `import keras` runs on Keras 3
     recorded = _with_user_parts(recipe, model, data)
     run_dir, rows = lottery.run(recorded, out, log=log, model=model, data_source=data)
     result = Result(run_dir=Path(run_dir), rows=rows, recipe=recorded)

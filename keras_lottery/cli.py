@@ -91,17 +91,24 @@ def main():
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=JSON", help="Override a recipe field; repeatable.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multi_worker", "tpu"]),
               help="tf.distribute strategy (overrides distribute.strategy).")
-def run(recipe_path, out, data_path, rounds, trials, overrides, strategy):
+@click.option("--keras", "keras_flavour", type=click.Choice(["tf_keras", "keras3"]),
+              help="Keras to run (overrides keras): tf_keras with tfmot, or Keras 3 on the backend KERAS_BACKEND names.")
+def run(recipe_path, out, data_path, rounds, trials, overrides, strategy, keras_flavour):
     """Run the experiment in RECIPE: a JSON file, or the name of a shipped recipe
     (e.g. quickstart_digits; `keras-lottery recipes` lists them)."""
     from keras_lottery.config import catalog
     from keras_lottery.config import recipe as recipes
 
+    from keras_lottery import flavours
+
     if strategy:
         overrides = (*overrides, f"distribute.strategy={strategy}")
+    if keras_flavour:
+        overrides = (*overrides, f'keras="{keras_flavour}"')
     try:
         recipe = recipes.load(catalog.find(recipe_path), overrides, data_path, rounds, trials)
-    except recipes.RecipeError as err:
+        recipe = flavours.resolve(recipe)  # before TensorFlow is imported: the Keras this process runs
+    except _usage_errors() as err:
         _fail(err)
     except RecursionError:
         _fail(f"recipe {recipe_path} is nested too deeply to read; a recipe is a shallow JSON object")
@@ -164,6 +171,12 @@ def _write_report(run_dir):
 @click.option("--force", is_flag=True, help="Write into --out even if it holds other files.")
 def export(run_dir, round_index, trial, variant, weights, out, force):
     """Write one trial/round/variant of RUN_DIR as a SavedModel (no pruning wrappers)."""
+    from keras_lottery import flavours
+
+    try:
+        flavours.choose_for_run(run_dir)
+    except _usage_errors() as err:
+        _fail(err)
     from keras_lottery import export as exporting
 
     try:
@@ -256,7 +269,13 @@ class _Analyses(click.Group):
         analysis = analyses.get(name)
 
         def callback(run_dir, **values):
+            from keras_lottery import flavours
+
             given = {key: value for key, value in values.items() if value is not None}
+            try:
+                flavours.choose_for_run(run_dir)
+            except _usage_errors() as err:
+                _fail(err)
             with _interruptible(lambda: f"in the analysis {name} of {run_dir}"):
                 try:
                     folder = analyses.analyze(name, run_dir, given, log=click.echo)

@@ -42,13 +42,23 @@ def positions(model):
     found = {}
     for layer in kernel_layers(model):
         transposed = "Transpose" in type(layer).__name__
-        shape = layer.input_shape if transposed else layer.output_shape
+        shape = _shape(layer, "input" if transposed else "output")
         if isinstance(shape, list):  # a layer called on several inputs: the first
             shape = shape[0]
         shape = tuple(shape)
         spatial = shape[2:] if getattr(layer, "data_format", "channels_last") == "channels_first" else shape[1:-1]
         found[layer.name] = int(math.prod(int(d) for d in spatial if d is not None))
     return found
+
+
+def _shape(layer, which):
+    """A layer's ``input``/``output`` shape in its model (tf_keras: ``output_shape``; Keras 3:
+    the shape of ``layer.output``)."""
+    try:
+        return getattr(layer, f"{which}_shape")
+    except AttributeError:
+        tensor = getattr(layer, which)
+        return [t.shape for t in tensor] if isinstance(tensor, (list, tuple)) else tensor.shape
 
 
 def macs(masks, kernel_sizes, layer_positions):

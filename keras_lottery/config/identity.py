@@ -91,13 +91,16 @@ def recipe_identity(recipe):
     return {key: value for key, value in data.items() if value != {}}
 
 
-def identity(recipe, data_fingerprint, model_fingerprint=None):
-    """The whole identity of a run: the recipe's part, the data's fingerprint and, for a
-    model of the user's own (whose code is not versioned with the package), a
-    fingerprint of its architecture."""
+def identity(recipe, data_fingerprint, model_fingerprint=None, backend=None):
+    """The whole identity of a run: the recipe's part, the data's fingerprint, for a model
+    of the user's own (whose code is not versioned with the package) a fingerprint of its
+    architecture, and for Keras 3 (``recipe.keras``) the Keras backend it runs on
+    (tf_keras runs on TensorFlow only: its identity has no backend, as before 0.3)."""
     found = {"recipe": recipe_identity(recipe), "data": data_fingerprint}
     if model_fingerprint is not None:
         found["model"] = model_fingerprint
+    if backend is not None:
+        found["backend"] = backend
     return found
 
 
@@ -105,9 +108,9 @@ def _hash(obj):
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def short_hash(recipe, data_fingerprint, model_fingerprint=None):
+def short_hash(recipe, data_fingerprint, model_fingerprint=None, backend=None):
     """Eight hex digits naming the run directory ``runs/<name>-<hash>``."""
-    return _hash(identity(recipe, data_fingerprint, model_fingerprint))
+    return _hash(identity(recipe, data_fingerprint, model_fingerprint, backend))
 
 
 def legacy_identity(recipe):

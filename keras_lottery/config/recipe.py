@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from keras_lottery import flavours
 from keras_lottery import models
 from keras_lottery.config.identity import to_jsonable
 from keras_lottery.lottery import rewinding, variants
@@ -282,6 +283,9 @@ class Recipe:
     controls: tuple = variants.PAPER_CONTROLS
     trials: int = 1
     seed: int = 0
+    # Which Keras runs the experiment (keras_lottery.flavours): tf_keras with tfmot's wrapper, or
+    # Keras 3 (on the backend KERAS_BACKEND names) with keras-lottery's own masked wrapper.
+    keras: str = flavours.DEFAULT
 
     def check(self):
         _require(
@@ -298,6 +302,7 @@ class Recipe:
         _require(len(set(self.controls)) == len(self.controls), "controls", "a list without repeats", list(self.controls))
         _require(self.trials >= 1, "trials", "an integer >= 1", self.trials)
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _require(self.keras in flavours.NAMES, "keras", f"one of {', '.join(flavours.NAMES)}", self.keras)
         _require(
             self.rewind.iteration < self.training.iterations, "rewind.iteration",
             f"an iteration before the end of training ({self.training.iterations})", self.rewind.iteration,

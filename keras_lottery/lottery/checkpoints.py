@@ -5,7 +5,9 @@ once a minute of training), the variant being trained saves
 ``<variant>/checkpoints/it_<iteration>/``:
 
 - ``model.*``: a ``tf.train.Checkpoint`` of the wrapped model (weights and masks) and
-  the optimizer (slots and iteration count, which also drives the learning rate);
+  the optimizer (slots and iteration count, which also drives the learning rate); on
+  Keras 3 (whose JAX backend has no ``tf.train.Checkpoint``) the same variables as
+  arrays in ``variables.npz`` (:func:`save_variables`);
 - ``state.json``: the iteration, the evaluation curve so far, seconds trained, and the
   start accuracy (the network's test loss and accuracy before its first update);
 - ``rewind.npz``: θk, when the dense round has already captured it;
@@ -32,7 +34,7 @@ import numpy as np
 
 from keras_lottery.rundir import layout, storage
 from keras_lottery import training
-from keras_lottery.backend import keras, tf
+from keras_lottery.backend import LEGACY, keras, tf
 
 AUTO_SECONDS = 60.0
 # With several workers every process must checkpoint at the same iterations (a time-based
@@ -113,6 +115,7 @@ class MidRound(keras.callbacks.Callback):
         self._started = self._last_save = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        self.wrapped = self.model  # Keras 3 on JAX: reading the callback's model syncs its variables
         iteration = int(self.wrapped.optimizer.iterations.numpy())
         if iteration >= self.end:
             return  # the round is finishing: its results are written next
@@ -133,7 +136,10 @@ class MidRound(keras.callbacks.Callback):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            self._checkpoint().write(str(tmp / layout.CHECKPOINT_MODEL))
+            if LEGACY:
+                self._checkpoint().write(str(tmp / layout.CHECKPOINT_MODEL))
+            else:
+                save_variables(tmp / layout.CHECKPOINT_ARRAYS, self.wrapped)
         except tf.errors.OpError as err:  # a full disk, a read-only folder: the older checkpoint stays
             shutil.rmtree(tmp, ignore_errors=True)
             raise OSError(None, f"the checkpoint could not be written ({err.message.splitlines()[0]})", str(tmp)) from None
@@ -188,7 +194,10 @@ class MidRound(keras.callbacks.Callback):
             best = (float(saved["val_loss"]), int(saved["iteration"]), saved["predictions"])
         optimizer = self.wrapped.optimizer
         optimizer.build(self.wrapped.trainable_variables)
-        self._checkpoint().read(str(path / layout.CHECKPOINT_MODEL)).assert_existing_objects_matched()
+        if LEGACY:
+            self._checkpoint().read(str(path / layout.CHECKPOINT_MODEL)).assert_existing_objects_matched()
+        else:
+            load_variables(path / layout.CHECKPOINT_ARRAYS, self.wrapped)
         if int(optimizer.iterations.numpy()) != iteration:
             raise ValueError(f"optimizer is at iteration {int(optimizer.iterations.numpy())}, state says {iteration}")
         self.curve = curve
@@ -200,3 +209,31 @@ class MidRound(keras.callbacks.Callback):
         if rewind_saved is not None:
             self.rewind.saved = rewind_saved
         return iteration
+
+
+# ---- Keras 3: variables as arrays ----------------------------------------------------
+
+
+def _variables(model):
+    """``{key: variable}``: the model's variables (weights and masks) and the optimizer's, in order."""
+    found = {f"model/{i:05d}": v for i, v in enumerate(model.variables)}
+    found.update({f"optimizer/{i:05d}": v for i, v in enumerate(model.optimizer.variables)})
+    return found
+
+
+def save_variables(path, model):
+    """Write every variable of ``model`` and its optimizer to ``path`` (an ``.npz``)."""
+    storage.save_arrays(path, {key: np.asarray(v.numpy()) for key, v in _variables(model).items()})
+
+
+def load_variables(path, model):
+    """Assign the variables :func:`save_variables` wrote; ValueError if they do not fit the model."""
+    saved = storage.load_arrays(path)
+    variables = _variables(model)
+    if set(saved) != set(variables):
+        raise ValueError(f"the saved variables ({len(saved)}) are not the model's and optimizer's ({len(variables)})")
+    for key, variable in variables.items():
+        if tuple(saved[key].shape) != tuple(variable.shape):
+            raise ValueError(f"variable {key} is saved with shape {saved[key].shape}, the model has {tuple(variable.shape)}")
+    for key, variable in variables.items():
+        variable.assign(saved[key])

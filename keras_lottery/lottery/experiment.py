@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from keras_lottery import __version__, costs, data, distribute, masking, models, pruning, results, training
+from keras_lottery import backend, flavours
 from keras_lottery.backend import tf
 from keras_lottery.config import identity
 from keras_lottery.config.recipe import RecipeError, parse
@@ -35,12 +36,12 @@ class RunDirError(UsageError):
 # ---- the run directory -------------------------------------------------------------------
 
 
-def run_dir_for(recipe, data_fingerprint, model_fingerprint=None, out=None, root="runs"):
+def run_dir_for(recipe, data_fingerprint, model_fingerprint=None, out=None, root="runs", backend=None):
     """``out``, else ``runs/<name>-<hash>``; a run directory that keras-lottery 0.1.0 made
     for the same recipe is found under its old name and continued."""
     if out:
         return Path(out)
-    path = Path(root) / f"{recipe.name}-{identity.short_hash(recipe, data_fingerprint, model_fingerprint)}"
+    path = Path(root) / f"{recipe.name}-{identity.short_hash(recipe, data_fingerprint, model_fingerprint, backend)}"
     legacy = identity.legacy_hash(recipe) if model_fingerprint is None else None
     if not path.exists() and legacy:
         old = Path(root) / f"{recipe.name}-{legacy}"
@@ -145,7 +146,8 @@ class Experiment:
         return models.describe_pruning(self.plain, self.rates)
 
     def identity(self):
-        return identity.identity(self.recipe, self.splits.fingerprint, model_fingerprint(self.source, self.plain))
+        return identity.identity(self.recipe, self.splits.fingerprint, model_fingerprint(self.source, self.plain),
+                                 None if backend.LEGACY else backend.BACKEND)
 
     def fresh_weights(self, seed):
         """The weights of a newly initialized model (before masking)."""
@@ -232,7 +234,9 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
     tf.data datasets) replace the recipe's model and dataset (see :mod:`keras_lottery.api`).
     Returns ``(run_dir, rows)``.
     """
+    flavours.choose(recipe.keras)  # this process runs the Keras the recipe names
     strategy = distribute.create(recipe.distribute)  # first: multi-worker needs it before any TF op
+    log(flavours.describe())
     log(distribute.describe(strategy, recipe.distribute, recipe.training.batch_size))
     tf.config.experimental.enable_op_determinism()
     splits = data.load(recipe.dataset, data_source)
@@ -249,7 +253,7 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
             "choose a model that fits the data (see keras-lottery recipes) or other data"
         ) from None
     wanted = experiment.identity()
-    run_dir = run_dir_for(recipe, wanted["data"], wanted.get("model"), out, root)
+    run_dir = run_dir_for(recipe, wanted["data"], wanted.get("model"), out, root, wanted.get("backend"))
     run_dir = distribute.work_dir(run_dir, strategy)  # non-chief workers: scratch
     claim_run_dir(recipe, run_dir, wanted, splits.source)
     with locking.hold(run_dir):  # refuses a second process at once

@@ -1,35 +1,30 @@
-"""Masked models: tfmot's ``prune_low_magnitude`` wrapper holding masks that we set.
+"""Masked models: the layers we prune inside wrappers holding masks that we set.
 
-The wrapper's own schedule never fires (:class:`FixedMask`): masks are computed by
-:mod:`keras_lottery.pruning` between rounds and assigned to the wrapper's mask
-variables, which stay fixed while a round trains. The wrapper multiplies each kernel
-by its mask at every forward pass; after the last optimizer step masked weights may be
-non-zero again, so :func:`apply_masks` runs before any read that must see zeros.
+Which wrapper depends on the Keras that runs (:mod:`keras_lottery.backend`): tfmot's
+``prune_low_magnitude`` on tf_keras (:mod:`.tfmot_wrapper`), keras-lottery's own
+:class:`~.keras3_wrapper.MaskedLayer` on Keras 3 (:mod:`.keras3_wrapper`). Both hold one
+non-trainable mask variable per pruned layer, assigned between rounds and fixed while a
+round trains. The functions here work on either: wrap a model, read and set masks and
+weights by name, and :func:`apply_masks`, which runs before any read that must see
+masked weights exactly zero.
 """
 
 import numpy as np
 
-from keras_lottery.backend import keras, tf, tfmot
+from keras_lottery.backend import LEGACY, keras
 from keras_lottery.models.errors import ModelError
 
-# The wrapper class is not exported by tfmot.sparsity.keras; prune_low_magnitude returns it.
-from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer import PrunableLayer
-from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
-from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # noqa: E402
+if LEGACY:
+    from keras_lottery.masking import tfmot_wrapper as implementation
+else:
+    from keras_lottery.masking import keras3_wrapper as implementation
 
-
-class FixedMask(tfmot.sparsity.keras.PruningSchedule):
-    """A pruning schedule that never updates the mask."""
-
-    def __call__(self, step):
-        return tf.constant(False), tf.constant(0.0, dtype=tf.float32)
-
-    def get_config(self):
-        return {"class_name": self.__class__.__name__, "config": {}}
+WRAPPER = implementation.WRAPPER
+callbacks = implementation.callbacks
 
 
 def wrap(model, prunable):
-    """Clone ``model`` with the layers named in ``prunable`` inside pruning wrappers.
+    """Clone ``model`` with the layers named in ``prunable`` inside masked wrappers.
 
     ``prunable`` names layers of :data:`keras_lottery.models.PRUNABLE_TYPES` (see
     :func:`keras_lottery.models.prunable_layers`). Every other layer is rebuilt from its
@@ -49,7 +44,7 @@ def wrap(model, prunable):
 
     def clone(layer):
         if layer.name in prunable:
-            return tfmot.sparsity.keras.prune_low_magnitude(make_prunable(layer), pruning_schedule=FixedMask())
+            return implementation.wrap_layer(layer)
         try:
             config = layer.get_config()
         except NotImplementedError:
@@ -66,44 +61,35 @@ def wrap(model, prunable):
     return wrapped
 
 
-def make_prunable(layer):
-    """``layer``, opted in to tfmot's ``PrunableLayer`` interface if tfmot's registry does not
-    know its class (a subclass of Dense or a convolution): its ``kernel`` is pruned.
-
-    The class gets ``get_prunable_weights`` (unless it defines it) and is registered as a
-    virtual ``PrunableLayer``; a custom layer may define ``get_prunable_weights`` itself.
-    """
-    if PruneRegistry.supports(layer) or isinstance(layer, PrunableLayer):
-        return layer
-    cls = type(layer)
-    if "get_prunable_weights" not in vars(cls):
-        cls.get_prunable_weights = lambda self: [self.kernel]
-    PrunableLayer.register(cls)
-    return layer
+def is_wrapper(layer):
+    return isinstance(layer, WRAPPER)
 
 
 def base_layer(layer):
-    return layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+    """The layer a wrapper wraps; any other layer itself."""
+    return layer.layer if isinstance(layer, WRAPPER) else layer
 
 
 def wrappers(model):
-    """Pruning wrappers keyed by the name of the layer they wrap."""
-    return {layer.layer.name: layer for layer in model.layers if isinstance(layer, PruneLowMagnitude)}
+    """Masked wrappers keyed by the name of the layer they wrap."""
+    return {layer.layer.name: layer for layer in model.layers if isinstance(layer, WRAPPER)}
 
 
 def _mask_variable(wrapper):
-    (_, mask, _), = wrapper.pruning_vars
-    return mask
+    return implementation.weight_and_mask(wrapper)[1]
 
 
 def _kernel_variable(wrapper):
-    (kernel, _, _), = wrapper.pruning_vars
-    return kernel
+    return implementation.weight_and_mask(wrapper)[0]
+
+
+def _numpy(variable):
+    return np.array(variable.numpy())
 
 
 def get_masks(model):
     """The current masks (float32 arrays of 0 and 1) keyed by layer name."""
-    return {name: _mask_variable(w).numpy() for name, w in wrappers(model).items()}
+    return {name: _numpy(_mask_variable(w)) for name, w in wrappers(model).items()}
 
 
 def set_masks(model, masks):
@@ -119,13 +105,13 @@ def set_masks(model, masks):
 def apply_masks(model):
     """Make every masked weight exactly zero (weights = weights * mask)."""
     for wrapper in wrappers(model).values():
-        kernel = _kernel_variable(wrapper)
-        kernel.assign(kernel * _mask_variable(wrapper))
+        kernel, mask = implementation.weight_and_mask(wrapper)
+        kernel.assign(_numpy(kernel) * _numpy(mask))
 
 
 def dense_masks(model):
     """All-ones masks for every pruned layer of a wrapped model."""
-    return {name: np.ones(_kernel_variable(w).shape, np.float32) for name, w in wrappers(model).items()}
+    return {name: np.ones(tuple(_kernel_variable(w).shape), np.float32) for name, w in wrappers(model).items()}
 
 
 def named_variables(model):
@@ -152,7 +138,7 @@ def named_variables(model):
 
 def get_weights(model):
     """A copy of every weight as numpy arrays keyed ``layer/weight``."""
-    return {name: v.numpy() for name, v in named_variables(model).items()}
+    return {name: _numpy(v) for name, v in named_variables(model).items()}
 
 
 def set_weights(model, weights):

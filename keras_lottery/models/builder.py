@@ -1,14 +1,15 @@
 """Where a run's model comes from: a built-in name, the user's ``module:function``, or a Python function.
 
 :func:`source` returns a :class:`ModelSource`; ``build(seed)`` gives a plain (unwrapped,
-uncompiled) ``tf_keras`` model whose initial weights ``seed`` fixes.
+uncompiled) model of the Keras that runs, whose initial weights ``seed`` fixes.
 
 The user's function
 -------------------
-It returns an uncompiled ``tf_keras`` model (legacy Keras 2, ``from keras_lottery import
-keras`` or ``import tf_keras as keras``; tfmot's pruning does not work with Keras 3's
-``import keras``), built with the functional API or as ``keras.Sequential`` (a subclassed
-model cannot be cloned with pruning wrappers), with one input taking the data's images
+It returns an uncompiled model of the Keras the run uses (``keras`` in the recipe):
+``tf_keras`` (legacy Keras 2, ``from keras_lottery import keras`` or ``import tf_keras as
+keras``), or Keras 3 (``import keras``) for ``"keras": "keras3"``. It is built with the
+functional API or as ``keras.Sequential`` (a subclassed model cannot be cloned with
+pruning wrappers), with one input taking the data's images
 and one output of ``num_classes`` **logits**: training uses sparse categorical
 cross-entropy from logits, so the last layer must not apply softmax.
 
@@ -28,6 +29,7 @@ import random
 
 import numpy as np
 
+from keras_lottery import backend, flavours
 from keras_lottery.backend import keras
 from keras_lottery.config.recipe import ModelConfig, RecipeError
 from keras_lottery.models import BUILTIN, import_function, is_python_function, is_user_function
@@ -38,6 +40,7 @@ EXTRA_ARGUMENTS = ("seed", "input_shape", "num_classes")  # passed when the func
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _KERAS = "keras_lottery.keras (tf_keras, legacy Keras 2)"
+_KERAS3 = "Keras 3 (import keras)"
 
 
 def source(model, input_shape, num_classes):
@@ -62,9 +65,7 @@ def source(model, input_shape, num_classes):
         function = import_function(model.name)
         return ModelSource(model.name, input_shape, num_classes, function=function, options=dict(model.options),
                            recipe=True)
-    if _is_keras3(model):
-        raise ModelError(f"the model was built with Keras 3 ('import keras'); pass a function that builds it with {_KERAS}")
-    if isinstance(model, keras.layers.Layer):
+    if flavours.of_model(model) is not None:
         raise ModelError(
             f"got a built {type(model).__name__}; pass the function that builds it instead "
             "(keras-lottery builds the model again for every seed)"
@@ -102,7 +103,7 @@ class ModelSource:
         elif self._seed_at == "keyword":
             kwargs["seed"] = seed
         python_state, numpy_state = random.getstate(), np.random.get_state()
-        keras.backend.reset_uids()  # auto-named layers ("dense", "dense_1") are named alike on every build
+        _reset_names()  # auto-named layers ("dense", "dense_1") are named alike on every build
         keras.utils.set_random_seed(seed)
         try:
             model = self.function(*args, **kwargs)
@@ -191,15 +192,20 @@ class ModelSource:
     def _checked(self, model):
         """``model`` if keras-lottery can prune and train it; else a ModelError saying what to change."""
         if not isinstance(model, keras.Model):
-            if _is_keras3(model):
+            built_with = flavours.of_model(model)
+            if built_with is not None and built_with != backend.FLAVOUR:
                 raise ModelError(
-                    f"{self.name} returned a model built with Keras 3 ('import keras'); build it with {_KERAS}, "
-                    "which tfmot's pruning needs"
+                    f"{self.name} returned a model built with {built_with}, but this run uses {backend.FLAVOUR}: "
+                    f"set \"keras\": \"{built_with}\" in the recipe (--keras {built_with}), or build the model with "
+                    f"{_KERAS if backend.LEGACY else _KERAS3}"
                 )
-            raise ModelError(f"{self.name} returned {_type_name(model)}; it must return a keras model built with {_KERAS}")
+            raise ModelError(
+                f"{self.name} returned {_type_name(model)}; it must return a keras model built with "
+                f"{_KERAS if backend.LEGACY else _KERAS3}"
+            )
         if isinstance(model, keras.Sequential) and not model.built:
             model.build((None, *self.input_shape))
-        if not getattr(model, "_is_graph_network", False):
+        if not _is_graph_network(model):
             raise ModelError(
                 f"{self.name} returned a subclassed model ({type(model).__name__}), which cannot be cloned with "
                 "pruning wrappers: build it with the functional API (keras.Model(inputs, outputs)) or as keras.Sequential"
@@ -233,7 +239,27 @@ class ModelSource:
 
 def _output_layer(model):
     history = getattr(model.outputs[0], "_keras_history", None)
-    return history.layer if history is not None else model.layers[-1]
+    layer = getattr(history, "layer", None) or getattr(history, "operation", None)  # tf_keras, Keras 3
+    return layer if layer is not None else model.layers[-1]
+
+
+def _is_graph_network(model):
+    """True for a functional or Sequential model (whose layers can be cloned into wrappers)."""
+    if backend.LEGACY:
+        return bool(getattr(model, "_is_graph_network", False))
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional) or (isinstance(model, keras.Sequential) and model.built)
+
+
+def _reset_names():
+    """Restart Keras's automatic layer names (``dense``, ``dense_1``, ...)."""
+    if backend.LEGACY:
+        keras.backend.reset_uids()
+        return
+    from keras.src.utils import naming
+
+    naming.reset_uids()
 
 
 def _applies_softmax(layer):
@@ -241,11 +267,6 @@ def _applies_softmax(layer):
         return True
     activation = getattr(layer, "activation", None)
     return activation is keras.activations.softmax or getattr(activation, "__name__", None) == "softmax"
-
-
-def _is_keras3(obj):
-    """True for an object of Keras 3 (whose classes live in the ``keras`` package, tf_keras's in ``tf_keras``)."""
-    return any(c.__module__ == "keras" or c.__module__.startswith("keras.") for c in type(obj).__mro__)
 
 
 def _type_name(obj):

@@ -1,11 +1,11 @@
 """The layers of a model: which ones are pruned and of what kind; building the built-in models.
 
 Every builder takes ``(input_shape, num_classes, config, kernel_init)`` and returns a
-plain (unwrapped) ``tf_keras`` functional model. ``kernel_init()`` returns a freshly
+plain (unwrapped) functional model of the Keras that runs (tf_keras or Keras 3). ``kernel_init()`` returns a freshly
 seeded initializer on every call, so one seed fixes every layer's initial weights.
 
-Layers are pruned by TYPE (:data:`PRUNABLE_TYPES`): the layers whose ``kernel`` tfmot's
-``prune_low_magnitude`` can wrap. Their kind (:func:`layer_kinds`), what
+Layers are pruned by TYPE (:data:`PRUNABLE_TYPES`): the layers whose ``kernel`` the masked wrapper
+(:mod:`keras_lottery.masking`) prunes. Their kind (:func:`layer_kinds`), what
 ``pruning.rates`` is keyed by, is
 
 - ``shortcut``: a layer whose name starts with ``shortcut`` (Resnet-18's 1x1 shortcut
@@ -20,7 +20,7 @@ The layers pruned are those of a kind with a rate, narrowed by ``pruning.include
 
 import re
 
-from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+import numpy as np
 
 from keras_lottery.backend import keras
 from keras_lottery.config.recipe import RecipeError
@@ -30,8 +30,8 @@ from keras_lottery.models.errors import ModelError
 # The layer types pruned, with their subclasses (Conv1DTranspose, Conv2DTranspose and
 # Conv3DTranspose are subclasses of Conv1D/2D/3D). Not pruned: DepthwiseConv2D and
 # SeparableConv1D/2D (other families), LocallyConnected, Embedding, RNNs and attention.
-# tfmot's registry wraps only its exact classes; a subclass is wrapped through tfmot's
-# PrunableLayer interface (masking.make_prunable), pruning its ``kernel``.
+# On tf_keras, tfmot's registry wraps only its exact classes; a subclass is wrapped through
+# tfmot's PrunableLayer interface (masking.tfmot_wrapper.make_prunable), pruning its ``kernel``.
 PRUNABLE_TYPES = (
     keras.layers.Dense,
     keras.layers.Conv1D,
@@ -42,7 +42,9 @@ _TYPE_NAMES = ", ".join(t.__name__ for t in PRUNABLE_TYPES)
 
 
 def _base(layer):
-    return layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+    from keras_lottery import masking
+
+    return masking.base_layer(layer)
 
 
 def is_kernel_layer(layer):
@@ -96,7 +98,7 @@ def layer_kinds(model):
 
 def kernel_sizes(model):
     """``{layer name: number of kernel weights}`` for the prunable layers of a model."""
-    return {layer.name: int(layer.kernel.shape.num_elements()) for layer in kernel_layers(model)}
+    return {layer.name: int(np.prod(tuple(layer.kernel.shape))) for layer in kernel_layers(model)}
 
 
 def kernel_weight_count(model):

@@ -11,9 +11,14 @@ The same pass also returns the predicted class (argmax of the logits) of every e
 of the sets named in ``predict`` (the test set): one integer per example, for the
 early-stop predictions a variant stores (what pruning forgets). The argmax reads the
 logits the loss reads, so the losses and accuracies are the same with or without it.
+
+On Keras 3's JAX backend the pass is one ``jax.jit`` function of the model's variable
+values (:class:`JaxEvaluator`, through ``model.stateless_call``), computing the same.
 """
 
-from keras_lottery.backend import keras, tf
+import numpy as np
+
+from keras_lottery.backend import BACKEND, keras, tf
 
 
 def stacked_batches(dataset):
@@ -86,11 +91,76 @@ class Evaluator:
         return evaluated
 
 
+class JaxEvaluator(Evaluator):
+    """:class:`Evaluator` on Keras 3's JAX backend: one jitted pass over every set, reading
+    the model's current variable values."""
+
+    def __init__(self, model, datasets, predict=()):
+        import jax
+
+        self.model = model
+        self.names = list(datasets)
+        self.predict = tuple(predict)
+        import jax.numpy as jnp
+
+        # On the device once (uncommitted: jit places them beside the variables).
+        self.data = [tuple(None if a is None else jnp.asarray(np.asarray(a)) for a in stacked_batches(datasets[name]))
+                     for name in self.names]
+        self._pass = jax.jit(self._all_sets_of)
+
+    def _batch_of(self, trainable, non_trainable, x, y):
+        import jax.numpy as jnp
+
+        logits, _, losses = self.model.stateless_call(trainable, non_trainable, x, training=False, return_losses=True)
+        loss = self.model.loss(y, logits)
+        for extra in losses:
+            loss = loss + extra
+        size = jnp.asarray(y.shape[0], jnp.float32)
+        predicted = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        correct = jnp.sum((predicted == y.astype(jnp.int32)).astype(jnp.float32))
+        return (loss * size, correct, size), predicted
+
+    def _all_sets_of(self, trainable, non_trainable, data):
+        import jax
+        import jax.numpy as jnp
+
+        results = []
+        for name, (full_x, full_y, last_x, last_y) in zip(self.names, data):
+            def step(totals, batch):
+                values, predicted = self._batch_of(trainable, non_trainable, *batch)
+                return tuple(t + v for t, v in zip(totals, values)), predicted
+
+            zero = (jnp.float32(0.0), jnp.float32(0.0), jnp.float32(0.0))
+            totals, predicted = jax.lax.scan(step, zero, (full_x, full_y))
+            predicted = [predicted.reshape(-1)]
+            if last_x is not None:
+                values, last_predicted = self._batch_of(trainable, non_trainable, last_x, last_y)
+                totals = tuple(t + v for t, v in zip(totals, values))
+                predicted.append(last_predicted)
+            loss, correct, count = totals
+            outputs = (loss / jnp.maximum(count, 1.0), correct / jnp.maximum(count, 1.0))
+            if name in self.predict:
+                outputs += (jnp.concatenate(predicted),)
+            results.append(outputs)
+        return results
+
+    def __call__(self):
+        trainable = [v.value for v in self.model.trainable_variables]
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        evaluated = {}
+        for name, outputs in zip(self.names, self._pass(trainable, non_trainable, self.data)):
+            evaluated[name] = {"loss": float(outputs[0]), "accuracy": float(outputs[1])}
+            if name in self.predict:
+                evaluated[name]["predictions"] = np.asarray(outputs[2])
+        return evaluated
+
+
 def evaluator(model, val_data, test_data):
     """The model's :class:`Evaluator` for these datasets, built (and traced) once per model."""
     cache = model.__dict__.setdefault("_keras_lottery_evaluators", {})
     key = (id(val_data), id(test_data))
     if key not in cache:
         # The cache holds the datasets, so their ids stay unique while the entry lives.
-        cache[key] = (val_data, test_data, Evaluator(model, {"val": val_data, "test": test_data}, predict=("test",)))
+        kind = JaxEvaluator if BACKEND == "jax" else Evaluator
+        cache[key] = (val_data, test_data, kind(model, {"val": val_data, "test": test_data}, predict=("test",)))
     return cache[key][2]

@@ -10,9 +10,14 @@ import gc
 import math
 import time
 
+import numpy as np
+
+from keras_lottery import masking
 from keras_lottery.results import early_stop  # noqa: F401  (re-exported)
 from keras_lottery.training import evaluation
-from keras_lottery.backend import keras, tf, tfmot
+from keras_lottery.backend import BACKEND, LEGACY, keras, tf
+
+ops = tf if LEGACY else keras.ops  # the schedule runs inside the compiled step of either Keras
 
 
 class DivergedError(RuntimeError):
@@ -23,29 +28,41 @@ class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 over ``warmup`` steps, then ×``factor`` at each of ``drops``.
 
     :meth:`hold` fixes the rate at one value for a whole round (fine-tuning at the final
-    learning rate) without retracing the compiled training step; ``hold(None)`` lets the
-    schedule run again."""
+    learning rate); ``hold(None)`` lets the schedule run again. On tf_keras the held rate
+    is a variable the compiled step reads; on Keras 3 (whose JAX step reads only the
+    model's and optimizer's variables) it is a constant of the step, and :func:`hold_learning_rate`
+    has the step traced again when it changes."""
 
     def __init__(self, base, warmup=0, drops=(), factor=0.1):
         self.base, self.warmup, self.drops, self.factor = float(base), int(warmup), tuple(drops), float(factor)
-        self.held = tf.Variable(-1.0, trainable=False, dtype=tf.float32, name="held_learning_rate")
+        if LEGACY:
+            self.held = tf.Variable(-1.0, trainable=False, dtype=tf.float32, name="held_learning_rate")
+        else:
+            self.held = None
 
     def scheduled(self, step):
-        step = tf.cast(step, tf.float32)
-        rate = tf.constant(self.base, tf.float32)
+        step = ops.cast(step, "float32")
+        rate = ops.convert_to_tensor(self.base, "float32")
         for drop in self.drops:
-            rate = tf.where(step >= drop, rate * self.factor, rate)
+            rate = ops.where(step >= drop, rate * self.factor, rate)
         if self.warmup:
-            rate = rate * tf.minimum(1.0, step / self.warmup)
+            rate = rate * ops.minimum(1.0, step / self.warmup)
         return rate
 
     def __call__(self, step):
+        if not LEGACY:
+            return self.scheduled(step) if self.held is None else ops.convert_to_tensor(self.held, "float32")
         held = tf.identity(self.held)
         return tf.where(held >= 0.0, held, self.scheduled(step))
 
     def hold(self, iteration=None):
-        """Hold the rate the schedule has at ``iteration`` (None: the schedule runs)."""
-        self.held.assign(-1.0 if iteration is None else float(self.scheduled(iteration)))
+        """Hold the rate the schedule has at ``iteration`` (None: the schedule runs); True if it changed."""
+        value = None if iteration is None else float(self.scheduled(iteration))
+        if LEGACY:
+            self.held.assign(-1.0 if value is None else value)
+            return False
+        changed, self.held = value != self.held, value
+        return changed
 
     def get_config(self):
         return {"base": self.base, "warmup": self.warmup, "drops": self.drops, "factor": self.factor}
@@ -71,6 +88,12 @@ def steps_per_execution(config):
     return math.gcd(config.steps_per_execution, config.eval_every)
 
 
+def jit_compile(config):
+    """Whether the training step is compiled with XLA: as the recipe says, except on JAX,
+    where Keras runs an uncompiled step op by op (always compiled there)."""
+    return True if BACKEND == "jax" else config.jit_compile
+
+
 def compile_model(model, config):
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(
@@ -78,7 +101,7 @@ def compile_model(model, config):
         loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         steps_per_execution=steps_per_execution(config),
-        jit_compile=config.jit_compile,
+        jit_compile=jit_compile(config),
     )
     # The evaluator (evaluation.py) computes this loss as fit does, a mean per batch. Under a
     # tf.distribute strategy Keras allows that mean only for a compiled loss, and marks it so
@@ -87,11 +110,18 @@ def compile_model(model, config):
     loss._allow_sum_over_batch_size = True
 
 
+def _slots(optimizer):
+    """The optimizer's per-weight state (momentum, Adam's moments): its variables but the
+    step count and (Keras 3) the learning rate."""
+    kept = [optimizer.iterations] + ([] if LEGACY else [getattr(optimizer, "_learning_rate", None)])
+    return [v for v in optimizer.variables if not any(v is k for k in kept)]
+
+
 def reset_optimizer(model, start_iteration=0):
     """Fresh optimizer state for a new round (slots zeroed), with the step at ``start_iteration``."""
     optimizer = model.optimizer
-    for variable in optimizer.variables:
-        variable.assign(tf.zeros_like(variable))
+    for variable in _slots(optimizer):
+        variable.assign(tf.zeros_like(variable) if LEGACY else keras.ops.zeros(variable.shape, variable.dtype))
     optimizer.iterations.assign(start_iteration)
 
 
@@ -99,8 +129,8 @@ def hold_learning_rate(model, iteration=None):
     """Hold the learning rate the schedule has at ``iteration`` for the coming round (None:
     the schedule runs). A constant learning rate has no schedule: nothing to hold."""
     schedule = getattr(model.optimizer, "_learning_rate", None)
-    if isinstance(schedule, LearningRate):
-        schedule.hold(iteration)
+    if isinstance(schedule, LearningRate) and schedule.hold(iteration):
+        model.make_train_function(force=True)  # Keras 3: the held rate is a constant of the step
 
 
 def current_learning_rate(model):
@@ -109,7 +139,7 @@ def current_learning_rate(model):
     schedule = getattr(optimizer, "_learning_rate", None)
     if isinstance(schedule, LearningRate):
         return float(schedule(optimizer.iterations))
-    return float(optimizer.learning_rate.numpy())
+    return float(np.asarray(optimizer.learning_rate))
 
 
 class Evaluate(keras.callbacks.Callback):
@@ -168,7 +198,8 @@ def train(model, train_data, val_data, test_data, config, start_iteration=0, cal
         steps_per_epoch=config.eval_every,
         initial_epoch=start_iteration // config.eval_every,
         epochs=config.iterations // config.eval_every,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks, evaluate, *late_callbacks],
+        callbacks=[*masking.callbacks(), *callbacks, evaluate, *late_callbacks],
+        shuffle=False,  # the stream is shuffled by seed (data.train_stream)
         verbose=0,
     )
     gc.collect()  # free this round's stream and callbacks (reference cycles) now, not rounds later

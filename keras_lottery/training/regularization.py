@@ -15,7 +15,7 @@ only the survivors decay. Biases and batch-normalization parameters are not deca
 """
 
 from keras_lottery import masking, models
-from keras_lottery.backend import tf
+from keras_lottery.backend import LEGACY, keras, tf
 
 
 def l2_factor(weight_decay):
@@ -30,7 +30,11 @@ def add_weight_decay(model, weight_decay):
     factor = l2_factor(weight_decay)
     for layer in model.layers:
         layer = masking.base_layer(layer)
-        if models.is_kernel_layer(layer):
+        if not models.is_kernel_layer(layer):
+            continue
+        if LEGACY:
             layer.add_loss(lambda kernel=layer.kernel: factor * tf.reduce_sum(tf.square(kernel)))
+        else:  # Keras 3 adds a variable's regularizer to the model's losses (its JAX step included)
+            layer.kernel.regularizer = keras.regularizers.L2(factor)
     return model
 
