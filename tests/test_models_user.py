@@ -335,7 +335,7 @@ def test_a_function_with_fixed_seeds_is_caught():
 # ---- models refused --------------------------------------------------------------------
 
 
-def test_keras3_model_is_refused():
+def test_keras3_model_in_a_tf_keras_process_says_how_to_run_it():
     import keras as keras3
 
     assert keras3.__version__.startswith("3")
@@ -343,10 +343,10 @@ def test_keras3_model_is_refused():
     def build():
         return keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
 
-    with pytest.raises(ModelError, match=r"built with Keras 3 \('import keras'\); build it with keras_lottery.keras "
-                                         r"\(tf_keras, legacy Keras 2\), which tfmot's pruning needs$"):
+    with pytest.raises(ModelError, match=r"returned a model built with keras3, but this run uses tf_keras: set "
+                                         r"\"keras\": \"keras3\" in the recipe \(--keras keras3\)"):
         models.source(build, (4,), 2).build(0)
-    with pytest.raises(ModelError, match=r"Keras 3"):
+    with pytest.raises(ModelError, match=r"got a built Sequential; pass the function that builds it"):
         models.source(build(), (4,), 2)
 
 
