@@ -21,6 +21,7 @@ setup(
     package_data={"keras_lottery": ["recipes/*.json"]},
     python_requires=">=3.10",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7", "wheel"]},  # wheel: tests build the package as a wheel
+    # wheel: tests build the package as a wheel; jax: the Keras 3 path is tested on JAX too.
+    extras_require={"test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34"], "jax": ["jax[cpu]>=0.4.34"]},
     entry_points={"console_scripts": ["keras-lottery=keras_lottery.cli:main"]},
 )

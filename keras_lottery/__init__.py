@@ -8,8 +8,10 @@
     result = kl.run(recipe, model=build_model, data=(x_train, y_train, x_test, y_test))
     print(result.table())
 
-Importing the package does not import TensorFlow; ``kl.keras`` (the Keras that models
-must be built with: tf_keras, which tfmot needs) and ``kl.run`` import it on first use.
+Importing the package does not import TensorFlow; ``kl.keras`` (the Keras this process runs:
+tf_keras, which tfmot needs, unless a Keras 3 run chose ``keras3``) and ``kl.run`` import it
+on first use. A model function written with ``import keras`` (Keras 3) runs on Keras 3, on
+the backend ``KERAS_BACKEND`` names (see :mod:`keras_lottery.flavours`).
 """
 
 __version__ = "0.2.0"
