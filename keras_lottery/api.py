@@ -53,7 +53,7 @@ class Result:
         return results.table(self.rows, self.recipe.variants)
 
     def export(self, round_index, out, trial=0, variant=variants.TICKET, weights="trained"):
-        """Write one trial/round/variant as a SavedModel (see ``keras-lottery export``)."""
+        """Write one trial/round/variant as a SavedModel, and model.keras on Keras 3 (see ``keras-lottery export``)."""
         from keras_lottery import export
 
         return export.export(self.run_dir, round_index, out, trial, variant, weights)

@@ -167,10 +167,11 @@ def _write_report(run_dir):
 @click.option("--variant", type=click.Choice(variants.names()), default=variants.TICKET, show_default=True)
 @click.option("--weights", type=click.Choice(["trained", "init"]), default="trained", show_default=True,
               help="trained: after the round; init: the ticket itself, m ⊙ θk.")
-@click.option("--out", type=click.Path(), required=True, help="Folder for the SavedModel (new or empty).")
+@click.option("--out", type=click.Path(), required=True,
+              help="Folder for the SavedModel, and model.keras on Keras 3 (new or empty).")
 @click.option("--force", is_flag=True, help="Write into --out even if it holds other files.")
 def export(run_dir, round_index, trial, variant, weights, out, force):
-    """Write one trial/round/variant of RUN_DIR as a SavedModel (no pruning wrappers)."""
+    """Write one trial/round/variant of RUN_DIR as a SavedModel, and a .keras file on Keras 3 (no pruning wrappers)."""
     from keras_lottery import flavours
 
     try:
@@ -187,7 +188,7 @@ def export(run_dir, round_index, trial, variant, weights, out, force):
         _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
     except (OSError, RecursionError, MemoryError) as err:
         _fault(err, "the export")
-    click.echo(f"saved model in {out} (load it with tf.saved_model.load)")
+    click.echo(exporting.written(out))
     try:
         for line in exporting.describe_costs(exporting.costs_of(run_dir, round_index, trial, variant, weights)):
             click.echo(line)

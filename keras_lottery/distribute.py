@@ -6,6 +6,13 @@ global batch (``training.batch_size``) among the replicas. Masks, rewound weight
 optimizer resets are assigned from outside the replica context, which writes every
 replica. Pruning reads the weights once, as numpy on the host.
 
+On Keras 3's JAX backend there is no ``tf.distribute``: ``mirrored`` is
+``keras.distribution.DataParallel`` over the local devices (:class:`JaxDataParallel`,
+which gives the rest of the package what it asks of a strategy), set for the process
+before the model is built, so that every variable is replicated on each device and each
+batch split among them. ``multi_worker`` runs on tf_keras only: Keras 3's ``fit`` fails
+under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
 In multi-worker runs every worker trains in lockstep (all of them must run the same
 collective ops, saving included), but only the chief writes the run directory; the
 others write to a scratch directory beside it (``<run>.workertemp_<task id>``), as
@@ -13,12 +20,13 @@ TensorFlow's multi-worker guide recommends. The scratch directory is kept so tha
 rerun resumes on every worker at the same round.
 """
 
+import contextlib
 import json
 import os
 import zlib
 from pathlib import Path
 
-from keras_lottery.backend import tf
+from keras_lottery.backend import BACKEND, LEGACY, keras, tf
 from keras_lottery.config.recipe import STRATEGIES
 from keras_lottery.errors import UsageError
 
@@ -31,8 +39,17 @@ def create(config):
     """The strategy the recipe's ``distribute`` section names.
 
     Call it before any other TensorFlow op: MultiWorkerMirroredStrategy configures the
-    collective ops at program start and cannot be created afterwards.
+    collective ops at program start and cannot be created afterwards; and on JAX before
+    the model is built, whose variables the distribution places.
     """
+    if BACKEND == "jax":
+        return jax_data_parallel(config)
+    if config.strategy == "multi_worker" and not LEGACY:
+        raise DistributeError(
+            "recipe key 'distribute.strategy': multi_worker does not run on Keras 3, whose fit fails under "
+            "MultiWorkerMirroredStrategy (keras-team/keras#20585); use --keras tf_keras for several machines, "
+            "or --strategy mirrored for this machine's devices"
+        )
     if config.strategy == "default":
         return tf.distribute.get_strategy()
     if config.strategy == "mirrored":
@@ -158,10 +175,10 @@ def work_dir(run_dir, strategy):
 def describe(strategy, config, batch_size):
     """One line: the strategy, its replicas, the batch split (refused if uneven), and this worker's role."""
     replicas = strategy.num_replicas_in_sync
-    line = (
-        f"strategy: {config.strategy} with {replicas} replica{'s' if replicas > 1 else ''}, "
-        f"global batch {batch_size} = {per_replica_batch(batch_size, replicas)} per replica"
-    )
+    line = f"strategy: {config.strategy} with {replicas} replica{'s' if replicas > 1 else ''}"
+    if isinstance(strategy, JaxDataParallel) and strategy.distribution is not None:
+        line += f" (keras.distribution.DataParallel on {', '.join(strategy.device_names)})"
+    line += f", global batch {batch_size} = {per_replica_batch(batch_size, replicas)} per replica"
     if isinstance(strategy, tf.distribute.MirroredStrategy):
         line += f" on {', '.join(strategy.extended.worker_devices)}"
     task_type, task_id = task(strategy)
@@ -190,3 +207,59 @@ def check_same_progress(strategy, rows):
             "rerun every worker with the same run directory, or remove the workers' "
             "*.workertemp_* directories and the chief's run directory to start afresh"
         )
+
+
+# ---- Keras 3 on JAX: keras.distribution --------------------------------------------------
+
+
+class JaxDataParallel:
+    """What the package asks of a strategy, on Keras 3's JAX backend: ``devices`` (JAX
+    devices of this process) and, for ``mirrored``, the ``keras.distribution.DataParallel``
+    over them, set as Keras's distribution (None for ``default``: one device). One
+    process, which is the chief."""
+
+    cluster_resolver = None  # not in a cluster: task() is (None, None)
+
+    def __init__(self, devices, data_parallel):
+        self.devices = list(devices)
+        self.distribution = keras.distribution.DataParallel(devices=self.devices) if data_parallel else None
+        keras.distribution.set_distribution(self.distribution)  # before the model's variables exist
+
+    @property
+    def num_replicas_in_sync(self):
+        return len(self.devices)
+
+    @property
+    def device_names(self):
+        return [f"{device.platform}:{device.id}" for device in self.devices]
+
+    def scope(self):
+        return contextlib.nullcontext()  # the distribution holds for the whole process
+
+
+def jax_data_parallel(config):
+    """The JAX stand-in for the strategy ``config`` names (see :class:`JaxDataParallel`)."""
+    import jax
+
+    if config.strategy in ("multi_worker", "tpu"):
+        instead = ("use --strategy mirrored for this machine's devices, or --keras tf_keras for several machines"
+                   if config.strategy == "multi_worker" else
+                   "on a TPU VM use --strategy mirrored (DataParallel over its TPU cores), or KERAS_BACKEND=tensorflow")
+        raise DistributeError(
+            f"recipe key 'distribute.strategy': {config.strategy} is a tf.distribute strategy, not available on "
+            f"the JAX backend; {instead}"
+        )
+    local = jax.local_devices()  # the accelerators, else the CPU devices (XLA_FLAGS splits the CPU)
+    if config.strategy == "default":
+        return JaxDataParallel(local[:1], data_parallel=False)
+    if not config.devices:
+        return JaxDataParallel(local, data_parallel=True)
+    by_key = {(d.platform.upper(), d.id): d for d in jax.local_devices(backend="cpu")}
+    by_key.update({(d.platform.upper(), d.id): d for d in local})
+    unknown = [device for device in config.devices if _device_key(device) not in by_key]
+    if unknown:
+        raise DistributeError(
+            f"recipe key 'distribute.devices': {', '.join(unknown)} not found on this machine, which has "
+            f"{', '.join(f'{d.platform}:{d.id}' for d in by_key.values())}; set it to null to use all local devices"
+        )
+    return JaxDataParallel([by_key[_device_key(device)] for device in config.devices], data_parallel=True)

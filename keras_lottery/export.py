@@ -1,4 +1,10 @@
-"""Export a ticket as a SavedModel without pruning wrappers, masked weights exactly zero."""
+"""Export a ticket without pruning wrappers, masked weights exactly zero.
+
+On tf_keras: a SavedModel (``model.save(out, save_format="tf")``), loadable with
+``tf.saved_model.load`` or ``tf_keras.models.load_model``. On Keras 3: ``out/model.keras``
+(``keras.saving.load_model``) and, in ``out`` itself, a SavedModel of the forward pass
+written by ``model.export`` (``tf.saved_model.load``; on the JAX backend through jax2tf).
+"""
 
 import json
 from pathlib import Path
@@ -8,6 +14,9 @@ from keras_lottery.config.recipe import parse
 from keras_lottery.lottery import rounds, variants
 from keras_lottery.rundir import integrity, layout, storage
 from keras_lottery.errors import UsageError
+
+
+KERAS_FILE = "model.keras"  # the Keras 3 model file inside --out
 
 
 class ExportError(UsageError):
@@ -135,8 +144,30 @@ def check_out(run_dir, out, force=False):
         raise ExportError(f"--out {out} is not empty; choose an empty or new folder, or pass --force to write over it")
 
 
+def written(out):
+    """What :func:`export` writes into ``out`` on the Keras this process runs, and how to load it."""
+    from keras_lottery.backend import LEGACY
+
+    if LEGACY:
+        return f"saved model in {out} (load it with tf.saved_model.load)"
+    return (f"saved model in {out} (load it with tf.saved_model.load) and {Path(out) / KERAS_FILE} "
+            "(load it with keras.saving.load_model)")
+
+
+def save(model, out):
+    """Write ``model`` to the folder ``out`` as :func:`written` says."""
+    from keras_lottery.backend import LEGACY
+
+    if LEGACY:
+        model.save(str(out), save_format="tf")
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    model.export(str(out), format="tf_saved_model", verbose=False)
+    model.save(str(Path(out) / KERAS_FILE))
+
+
 def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights="trained", force=False):
-    """Write a SavedModel of one trial/round/variant to ``out``; return the Keras model.
+    """Write one trial/round/variant to ``out`` (see :func:`written`); return the Keras model.
 
     ``out`` must be outside the run directory and empty or new, unless ``force``."""
     check_out(run_dir, out, force)
@@ -154,6 +185,6 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
         masking.set_weights(model, values)
     except ValueError as err:
         raise integrity.DamagedFileError(f"{layout.variant_dir(run_dir, trial, round_index, variant)}: {err}") from None
-    model.save(str(out), save_format="tf")
+    save(model, out)
     return model
 

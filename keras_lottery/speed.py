@@ -9,6 +9,9 @@ validation + test pass, and projects the recipe's wall time:
     time  = steps / (steps per second) + evaluations x (seconds per evaluation)
 
 Dataset loading, pruning between rounds and file writes are not counted.
+
+The Keras measured is the recipes' ``keras`` field (``--keras`` overrides it), on the
+backend ``KERAS_BACKEND`` names for Keras 3, as ``keras-lottery run`` would train them.
 """
 
 import time
@@ -16,16 +19,17 @@ import time
 import click
 import numpy as np
 
-from keras_lottery.data import augment
+from keras_lottery import flavours
 from keras_lottery.config import catalog, recipe as recipes
-from keras_lottery import data, masking, models, training
-from keras_lottery.training import regularization
-from keras_lottery.backend import keras, tf, tfmot
+from keras_lottery.errors import UsageError
 
 TEST_SIZE = {"mnist": 10000, "cifar10": 10000, "digits": 360}
 
 
 def _masked_model(r):
+    from keras_lottery import masking, models, training
+    from keras_lottery.training import regularization
+
     shape, classes = catalog.DATASET_SHAPES[r.dataset.name]
     plain = models.build(r.model, shape, classes, seed=0)
     rates = models.rates_by_layer(plain, r.pruning)
@@ -37,6 +41,10 @@ def _masked_model(r):
 
 def measure(r, steps=20, warmup=3, eval_examples=2000):
     """``(training steps per second, evaluation examples per second)`` for recipe ``r``."""
+    from keras_lottery import data, masking
+    from keras_lottery.backend import keras
+    from keras_lottery.data import augment
+
     keras.utils.set_random_seed(0)  # dropout needs a seed under op determinism
     model, shape, classes = _masked_model(r)
     rng = np.random.default_rng(0)
@@ -45,10 +53,10 @@ def measure(r, steps=20, warmup=3, eval_examples=2000):
     y = rng.integers(0, classes, n).astype(np.int32)
     stream = data.train_stream(x, y, r.training.batch_size, seed=0,
                                augment=augment.flip_and_crop if r.dataset.augment else None)
-    callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
-    model.fit(stream, steps_per_epoch=warmup, epochs=1, verbose=0, callbacks=callbacks)
+    callbacks = masking.callbacks()
+    model.fit(stream, steps_per_epoch=warmup, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
     start = time.perf_counter()
-    model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks)
+    model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
     step_rate = steps / (time.perf_counter() - start)
     evaluation = data.eval_dataset(x[:eval_examples], y[:eval_examples], r.training.eval_batch_size)
     model.evaluate(evaluation, verbose=0)  # trace and fill the cache
@@ -85,18 +93,39 @@ def _duration(seconds):
     return f"{seconds:.0f} s"
 
 
+def choose_keras(loaded, given=None):
+    """Run the Keras ``given`` names, else the one the recipes ``loaded`` name (they must agree:
+    a process runs one Keras)."""
+    names = sorted({r.keras for r in loaded})
+    if given is None and len(names) > 1:
+        raise UsageError(
+            f"the recipes name several Keras ({', '.join(names)}), and a process runs one; "
+            "measure them in separate commands, or pass --keras"
+        )
+    return flavours.choose(given or names[0], why="--keras" if given else "the recipes' keras")
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="RECIPE...")
 @click.option("--steps", default=20, show_default=True, help="Timed training steps per model.")
-def main(paths, steps):
+@click.option("--keras", "keras_flavour", type=click.Choice(flavours.NAMES),
+              help="Keras to measure on (default: the recipes' keras; Keras 3's backend from KERAS_BACKEND).")
+def main(paths, steps, keras_flavour):
     """Measure steps/s of each RECIPE's model and project the recipe's wall time."""
+    try:
+        loaded = [recipes.load(catalog.find(path)) for path in paths]
+        choose_keras(loaded, keras_flavour)
+    except UsageError as err:
+        raise click.UsageError(str(err)) from None
+    from keras_lottery.backend import tf
+
     tf.config.experimental.enable_op_determinism()  # as keras-lottery run does
+    click.echo(flavours.describe())
     measured = {}
     click.echo("| recipe | batch | steps/s | eval img/s | training steps | evaluations | projected time |")
     click.echo("|---|---:|---:|---:|---:|---:|---:|")
-    for path in paths:
-        r = recipes.load(path)
-        key = (r.model, r.training.batch_size, r.dataset.name, r.dataset.augment, r.training.optimizer,
+    for r in loaded:
+        key = (repr(r.model), r.training.batch_size, r.dataset.name, r.dataset.augment, r.training.optimizer,
                r.training.weight_decay > 0, r.training.eval_batch_size)
         if key not in measured:
             measured[key] = measure(r, steps=steps)

@@ -173,7 +173,25 @@ def check_options(run, options):
         )
     if not 0 <= options.trial < run.recipe.trials or not layout.init_weights(run.path, options.trial).is_file():
         raise AnalysisError(f"analysis {NAME}: trial {options.trial} is not in {run.path}; pass --trial of a run trial")
+    check_backend(run)
     return chosen_rounds(run, options), chosen_points(run.recipe, options)
+
+
+def check_backend(run):
+    """Refuse to train on another Keras 3 backend than the run's: the copies and replayed θk
+    would not continue the run's training (replays are exact on the run's backend only)."""
+    from keras_lottery import flavours
+
+    try:
+        trained_on = storage.read_json(layout.identity_file(run.path))["identity"].get("backend")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return
+    running = flavours.keras_backend_name()
+    if trained_on is not None and trained_on != running:
+        raise AnalysisError(
+            f"analysis {NAME}: {run.path} was trained on the {trained_on} backend, but this process runs "
+            f"{running}; run it with KERAS_BACKEND={trained_on}"
+        )
 
 
 # ---- the data and the model ----------------------------------------------------------------
@@ -239,7 +257,7 @@ def test_error(experiment, weights, masks):
     from keras_lottery.training import evaluation
 
     if getattr(experiment, "test_evaluator", None) is None:
-        experiment.test_evaluator = evaluation.Evaluator(experiment.model, {"test": experiment.test_data})
+        experiment.test_evaluator = evaluation.make(experiment.model, {"test": experiment.test_data})
     restore(experiment.model, weights, masks)
     with experiment.strategy.scope():
         return 1.0 - experiment.test_evaluator()["test"]["accuracy"]

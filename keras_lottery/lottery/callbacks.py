@@ -19,6 +19,10 @@ class Rewind(keras.callbacks.Callback):
         self.weights = weights
         self.masks = masks
         self.saved = None
+        if not save_at:
+            # θ0 is captured in on_train_begin (or nothing is): no per-batch hook, so that Keras
+            # runs none, and on JAX neither waits for each call's logs nor syncs the variables.
+            self.on_train_batch_end = super().on_train_batch_end
 
     def on_train_begin(self, logs=None):
         if self.weights is not None:

@@ -2,5 +2,5 @@
 
 from keras_lottery.masking.wrapper import (  # noqa: F401
     apply_masks, base_layer, callbacks, dense_masks, get_masks, get_weights, is_wrapper, named_variables, set_masks,
-    set_weights, wrap, wrappers,
+    set_weights, strip, wrap, wrappers,
 )

@@ -15,8 +15,8 @@ the layer (``self.kernel = self.add_weight(...)`` in ``build``), which is how th
 reads it in ``call``.
 
 The wrapper serializes with the model (``get_config``/``from_config``, the masks saved as
-its weights in a ``.keras`` file); :func:`strip` returns the plain model with masked
-weights zero.
+its weights in a ``.keras`` file); :func:`keras_lottery.masking.strip` returns the plain
+model with masked weights zero.
 """
 
 from keras_lottery.backend import keras
@@ -94,28 +94,3 @@ def weight_and_mask(wrapper):
 def callbacks():
     """Callbacks ``fit`` needs for this wrapper: none (the masks change only between rounds)."""
     return []
-
-
-def strip(model):
-    """The plain model: every :class:`MaskedLayer` replaced by its layer, masked weights zero."""
-    import numpy as np
-
-    def unwrap(layer):
-        if isinstance(layer, MaskedLayer):
-            inner = layer.layer.__class__.from_config(layer.layer.get_config())
-            return inner
-        return layer.__class__.from_config(layer.get_config())
-
-    plain = keras.models.clone_model(model, clone_function=unwrap)
-    by_name = {layer.name: layer for layer in model.layers}
-    for layer in plain.layers:
-        source = by_name.get(f"masked_{layer.name}") or by_name.get(layer.name)
-        if isinstance(source, MaskedLayer):
-            values = [np.array(v.numpy()) for v in source.layer.weights]
-            pruned = source.pruned_weight()
-            index = [i for i, v in enumerate(source.layer.weights) if v is pruned][0]
-            values[index] = values[index] * np.array(source.mask.numpy())
-            layer.set_weights(values)
-        elif source is not None:
-            layer.set_weights(source.get_weights())
-    return plain

@@ -5,8 +5,8 @@ Which wrapper depends on the Keras that runs (:mod:`keras_lottery.backend`): tfm
 :class:`~.keras3_wrapper.MaskedLayer` on Keras 3 (:mod:`.keras3_wrapper`). Both hold one
 non-trainable mask variable per pruned layer, assigned between rounds and fixed while a
 round trains. The functions here work on either: wrap a model, read and set masks and
-weights by name, and :func:`apply_masks`, which runs before any read that must see
-masked weights exactly zero.
+weights by name, :func:`apply_masks`, which runs before any read that must see
+masked weights exactly zero, and :func:`strip`, which gives the plain model back.
 """
 
 import numpy as np
@@ -45,20 +45,41 @@ def wrap(model, prunable):
     def clone(layer):
         if layer.name in prunable:
             return implementation.wrap_layer(layer)
-        try:
-            config = layer.get_config()
-        except NotImplementedError:
-            raise ModelError(
-                f"layer {layer.name!r} ({type(layer).__name__}) cannot be copied into the pruned model: "
-                "give its class a get_config() method returning its constructor arguments"
-            ) from None
-        return layer.__class__.from_config(config)
+        return _copy_layer(layer, "the pruned model")
 
     wrapped = keras.models.clone_model(model, clone_function=clone)
     missing = prunable - set(wrappers(wrapped))
     if missing:
         raise ModelError(f"cannot prune layers {', '.join(sorted(missing))}: the cloned model does not wrap them")
     return wrapped
+
+
+def _copy_layer(layer, into):
+    """A new layer of ``layer``'s class from its config (weights are set afterwards)."""
+    try:
+        config = layer.get_config()
+    except NotImplementedError:
+        raise ModelError(
+            f"layer {layer.name!r} ({type(layer).__name__}) cannot be copied into {into}: "
+            "give its class a get_config() method returning its constructor arguments"
+        ) from None
+    return layer.__class__.from_config(config)
+
+
+def strip(model):
+    """A plain copy of a wrapped model: every masked wrapper replaced by the layer it wraps,
+    its weights those of ``model`` with masked weights exactly zero (``weight * mask``).
+    ``model`` is left as it is, and the copy shares no variable with it. The counterpart of
+    tfmot's ``strip_pruning`` on either Keras; save the result to ship a ticket.
+    """
+    values = get_weights(model)
+    for name, wrapper in wrappers(model).items():
+        kernel, mask = implementation.weight_and_mask(wrapper)
+        key = f"{name}/{_short_name(kernel)}"
+        values[key] = values[key] * _numpy(mask)
+    plain = keras.models.clone_model(model, clone_function=lambda layer: _copy_layer(base_layer(layer), "the stripped model"))
+    set_weights(plain, values)
+    return plain
 
 
 def is_wrapper(layer):
@@ -114,6 +135,11 @@ def dense_masks(model):
     return {name: np.ones(tuple(_kernel_variable(w).shape), np.float32) for name, w in wrappers(model).items()}
 
 
+def _short_name(variable):
+    """``kernel`` for ``fc1/kernel:0`` (tf_keras) or ``kernel`` (Keras 3)."""
+    return variable.name.split("/")[-1].split(":")[0]
+
+
 def named_variables(model):
     """The model's own variables keyed ``layer/weight`` (wrappers' masks left out).
 
@@ -125,7 +151,7 @@ def named_variables(model):
     for layer in model.layers:
         layer = base_layer(layer)
         for variable in layer.weights:
-            short = variable.name.split("/")[-1].split(":")[0]
+            short = _short_name(variable)
             key = f"{layer.name}/{short}"
             if key in variables:
                 raise ModelError(

@@ -18,7 +18,7 @@ values (:class:`JaxEvaluator`, through ``model.stateless_call``), computing the 
 
 import numpy as np
 
-from keras_lottery.backend import BACKEND, keras, tf
+from keras_lottery.backend import BACKEND, LEGACY, keras, tf
 
 
 def stacked_batches(dataset):
@@ -53,6 +53,9 @@ class Evaluator:
     def _batch(self, x, y):
         logits = self.model(x, training=False)
         loss = self.model.loss(y, logits)
+        if not LEGACY:  # under a tf.distribute strategy Keras 3 divides a mean loss by the replicas (for
+            # their sum in fit); this pass computes the whole batch on one device, as evaluate reports it
+            loss = loss * tf.distribute.get_strategy().num_replicas_in_sync
         if self.model.losses:
             loss = loss + tf.add_n(self.model.losses)
         size = tf.cast(tf.shape(y)[0], tf.float32)
@@ -155,12 +158,16 @@ class JaxEvaluator(Evaluator):
         return evaluated
 
 
+def make(model, datasets, predict=()):
+    """The evaluator of ``datasets`` for the backend that runs (:class:`JaxEvaluator` on JAX)."""
+    return (JaxEvaluator if BACKEND == "jax" else Evaluator)(model, datasets, predict)
+
+
 def evaluator(model, val_data, test_data):
     """The model's :class:`Evaluator` for these datasets, built (and traced) once per model."""
     cache = model.__dict__.setdefault("_keras_lottery_evaluators", {})
     key = (id(val_data), id(test_data))
     if key not in cache:
         # The cache holds the datasets, so their ids stay unique while the entry lives.
-        kind = JaxEvaluator if BACKEND == "jax" else Evaluator
-        cache[key] = (val_data, test_data, kind(model, {"val": val_data, "test": test_data}, predict=("test",)))
+        cache[key] = (val_data, test_data, make(model, {"val": val_data, "test": test_data}, predict=("test",)))
     return cache[key][2]

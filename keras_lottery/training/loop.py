@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_lottery import masking
 from keras_lottery.results import early_stop  # noqa: F401  (re-exported)
-from keras_lottery.training import evaluation
+from keras_lottery.training import evaluation, jax_steps
 from keras_lottery.backend import BACKEND, LEGACY, keras, tf
 
 ops = tf if LEGACY else keras.ops  # the schedule runs inside the compiled step of either Keras
@@ -103,6 +103,7 @@ def compile_model(model, config):
         steps_per_execution=steps_per_execution(config),
         jit_compile=jit_compile(config),
     )
+    jax_steps.install(model)  # JAX: a call runs its steps_per_execution steps in one compiled loop
     # The evaluator (evaluation.py) computes this loss as fit does, a mean per batch. Under a
     # tf.distribute strategy Keras allows that mean only for a compiled loss, and marks it so
     # when fit first builds the loss; mark it now, so that a round can be evaluated before
