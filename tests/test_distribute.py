@@ -259,6 +259,7 @@ def run_workers(args, count=2, timeout=TIMEOUT):
                 w.wait()
 
 
+@pytest.mark.slow  # two TensorFlow processes on 127.0.0.1 (40 s): run with -m slow
 def test_two_workers_match_a_single_process(recipe_file, single_device_run):
     out = recipe_file.parent / "multi"
     (chief_rc, chief_out, chief_err), (rc, out1, err1) = run_workers(

@@ -132,7 +132,10 @@ HEAVY = ("vgg19",)  # ~20M weights: two steps of batch 2
 # under 15 minutes on 2 cores); run them with `pytest -m slow`.
 SLOW = ("vgg19_cifar10", "vgg19_cifar10_lr001", "vgg19_cifar10_warmup", "vgg19_cifar10_layerwise",
         "vgg19_cifar10_rewind", "resnet18_cifar10", "resnet18_cifar10_lr001", "resnet18_cifar10_warmup",
-        "conv4_dropout_cifar10", "conv6_dropout_cifar10", "lenet300_mnist_criteria")
+        "conv4_dropout_cifar10", "conv6_dropout_cifar10", "lenet300_mnist_criteria",
+        # variants of recipes run here whose settings other tests cover (dropout, rewinding modes, supermasks)
+        "conv2_dropout_cifar10", "conv4_cifar10", "lenet300_mnist_finetune", "lenet300_mnist_lr_rewind",
+        "lenet300_mnist_supermask")
 
 
 def smoke_overrides(r):
