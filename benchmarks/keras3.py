@@ -85,7 +85,7 @@ class Clock:
 
 
 def worker(args):
-    """Build both arms, warm them up, then time one arm per command read from stdin."""
+    """Build the arms, warm them up, then time one arm per command read from stdin."""
     # Protocol lines go to the original stdout; anything else printed (Keras, TensorFlow) to stderr.
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -168,6 +168,7 @@ def worker(args):
 
 
 # ---- the driver ------------------------------------------------------------------------------
+# It imports neither TensorFlow nor Keras (common.py does): every Keras runs in a worker.
 
 
 class Worker:
@@ -262,6 +263,7 @@ def main(argv=None):
     if not keys:
         parser.error("no path to time")
     name = {key: PATHS[key][0] for key in keys}
+    log("command: python benchmarks/keras3.py " + " ".join(sys.argv[1:] if argv is None else argv))
     log(f"start: {load_average()}")
     workers = {}
     arms = ("masked", "plain", "training")
