@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from clock import Clock
+
 HERE = Path(__file__).resolve().parent
 
 PATHS = {  # --paths key: (name in the table, KERAS_LOTTERY_KERAS, KERAS_BACKEND)
@@ -62,26 +64,6 @@ REFERENCE = "tf_keras"
 
 
 # ---- the worker: one path, in its own process ------------------------------------------------
-
-
-class Clock:
-    """Seconds spent inside wrapped calls, accumulated until read."""
-
-    def __init__(self):
-        self.seconds = 0.0
-
-    def wrap(self, function):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-        return timed
-
-    def read(self):
-        seconds, self.seconds = self.seconds, 0.0
-        return seconds
 
 
 def worker(args):

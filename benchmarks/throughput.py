@@ -25,29 +25,10 @@ import tempfile
 import time
 
 import common
+from clock import Clock
 import torch_baseline
 from keras_lottery import lottery, masking, models, training
 from keras_lottery.backend import keras, tf
-
-
-class Clock:
-    """Seconds spent inside wrapped calls, accumulated until read."""
-
-    def __init__(self):
-        self.seconds = 0.0
-
-    def wrap(self, function):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-        return timed
-
-    def read(self):
-        seconds, self.seconds = self.seconds, 0.0
-        return seconds
 
 
 EVALUATION_CLOCK = Clock()  # time in the evaluation callback (evaluation, curve row, progress log)
