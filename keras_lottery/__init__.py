@@ -14,7 +14,7 @@ on first use. A model function written with ``import keras`` (Keras 3) runs on K
 the backend ``KERAS_BACKEND`` names (see :mod:`keras_lottery.flavours`).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from keras_lottery.errors import UsageError  # noqa: E402,F401
 

@@ -19,7 +19,6 @@ KERAS3 = "keras3"
 NAMES = (TF_KERAS, KERAS3)
 DEFAULT = TF_KERAS
 ENVIRONMENT = "KERAS_LOTTERY_KERAS"  # how the choice reaches keras_lottery.backend (and child processes)
-BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3 backends; torch untested by keras-lottery
 
 
 class FlavourError(UsageError):
