@@ -78,7 +78,7 @@ def _with_user_parts(recipe, model, data):
     return dataclasses.replace(recipe, **changes) if changes else recipe
 
 
-def run(recipe, model=None, data=None, out=None, log=print, report=True):
+def run(recipe, model=None, data=None, out=None, log=print, report=True, workers=1, devices=None):
     """Run ``recipe`` (a :class:`Recipe`, or a shipped name or file as for :func:`load_recipe`).
 
     - ``model``: a function ``build_model(seed)`` (or with no argument) returning an
@@ -89,6 +89,12 @@ def run(recipe, model=None, data=None, out=None, log=print, report=True):
       as the recipe says), or tf.data datasets ``(train, validation, test)``; by default
       the recipe's dataset.
     - ``out``: the run directory (default ``runs/<name>-<hash>``).
+    - ``workers``: trainings run side by side, this process and ``workers - 1`` worker
+      processes (one per CPU core or GPU); the results are the same bit for bit.
+      ``devices`` (e.g. ``[0, 1]``) gives each worker its own GPU. A model function or
+      data given here travels to the worker processes by value (``cloudpickle``).
+    - ``log``: a function taking each line, or a display of
+      :mod:`keras_lottery.reporting.progress` (e.g. ``progress.choose()`` for a live one).
 
     Returns a :class:`Result`; writes the report unless ``report=False``.
     """
@@ -100,7 +106,8 @@ def run(recipe, model=None, data=None, out=None, log=print, report=True):
         recipe = load_recipe(recipe)
     recipe = flavours.resolve(recipe, model)  # a model function written with `import keras` runs on Keras 3
     recorded = _with_user_parts(recipe, model, data)
-    run_dir, rows = lottery.run(recorded, out, log=log, model=model, data_source=data)
+    run_dir, rows = lottery.run(recorded, out, log=log, model=model, data_source=data, workers_count=workers,
+                                devices=None if devices is None else [str(d) for d in devices])
     result = Result(run_dir=Path(run_dir), rows=rows, recipe=recorded)
     if report and rows:
         from keras_lottery.reporting import report as reporting
