@@ -237,6 +237,7 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
     flavours.choose(recipe.keras)  # this process runs the Keras the recipe names
     strategy = distribute.create(recipe.distribute)  # first: multi-worker needs it before any TF op
     log(flavours.describe())
+    log(backend.describe_devices())
     log(distribute.describe(strategy, recipe.distribute, recipe.training.batch_size))
     tf.config.experimental.enable_op_determinism()
     splits = data.load(recipe.dataset, data_source)
