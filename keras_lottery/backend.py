@@ -10,20 +10,20 @@ Every module of the package imports TensorFlow, Keras and tfmot from here and no
 else. ``FLAVOUR`` says which Keras runs, ``LEGACY`` whether it is tf_keras, and
 ``BACKEND`` the Keras backend (``tensorflow`` for tf_keras).
 
-TensorFlow is imported and its devices probed inside :func:`keras_lottery.quiet.tensorflow_start`,
+TensorFlow is imported and its devices probed inside :func:`keras_lottery.startup.tensorflow_start`,
 so no command prints TensorFlow's C++ start-up lines unless ``--verbose`` asks for them;
 :func:`describe_devices` is the line saying what keras-lottery trains on.
 """
 
 import os
 
-from keras_lottery import flavours, quiet
+from keras_lottery import flavours, startup
 
 FLAVOUR = flavours.check(os.environ.get(flavours.ENVIRONMENT) or flavours.DEFAULT, flavours.ENVIRONMENT)
 LEGACY = FLAVOUR == flavours.TF_KERAS
 if LEGACY:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-quiet.prepare_environment()
+startup.prepare_environment()
 
 
 def _split_cpu_before_tensorflow_starts():
@@ -74,7 +74,7 @@ def _probe_devices():
     return "CPU", len(split) if split else 1, []
 
 
-with quiet.tensorflow_start():
+with startup.tensorflow_start():
     _split_cpu_before_tensorflow_starts()
 
     import tensorflow as tf  # noqa: E402
@@ -91,7 +91,7 @@ with quiet.tensorflow_start():
         BACKEND = keras.backend.backend()
     DEVICES = _probe_devices()
 
-quiet.silence_python_logging(tf)
+startup.silence_python_logging(tf)
 
 
 def describe_devices(devices=DEVICES):

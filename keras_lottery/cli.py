@@ -82,9 +82,9 @@ def _interruptible(where):
               help="Show TensorFlow's own logging (hidden by default), here and in processes this one starts.")
 def main(verbose):
     """Find, verify and export lottery tickets (Frankle & Carbin, ICLR 2019)."""
-    from keras_lottery import quiet
+    from keras_lottery import startup
 
-    quiet.set_verbose(verbose)
+    startup.set_verbose(verbose)
 
 
 @main.command()

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT
-from keras_lottery import quiet
+from keras_lottery import startup
 from keras_lottery.cli import main
 
 # What TensorFlow's C++ runtime writes at start-up on a machine without a GPU (TF 2.16-2.21).
@@ -28,13 +28,13 @@ FOREIGN_WORDS = ("absl", "oneDNN", "cuda", "cuInit", "TF_ENABLE_ONEDNN_OPTS", "t
 def foreign(text):
     """The lines of ``text`` keras-lottery did not write: TensorFlow's C++ and absl logging."""
     return [line for line in text.splitlines()
-            if quiet.is_foreign(line) or any(word in line for word in FOREIGN_WORDS)]
+            if startup.is_foreign(line) or any(word in line for word in FOREIGN_WORDS)]
 
 
 def environment(**changes):
     """This process's environment without the log settings the tests set, plus ``changes``."""
     env = {key: value for key, value in os.environ.items()
-           if key not in ("TF_CPP_MIN_LOG_LEVEL", quiet.ENVIRONMENT)}
+           if key not in ("TF_CPP_MIN_LOG_LEVEL", startup.ENVIRONMENT)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return {**env, **changes}
 
@@ -42,12 +42,12 @@ def environment(**changes):
 def test_cpp_log_lines_are_dropped_and_every_other_line_kept():
     python = ["Traceback (most recent call last):\n", "  File \"x.py\", line 1\n", "UserWarning: I0000 is fine here\n",
               "I0000 looks like a log line but is not one\n"]
-    assert quiet.keep("".join(CPP_LINES + python)) == "".join(python)
-    assert all(quiet.is_foreign(line) for line in CPP_LINES)
+    assert startup.keep("".join(CPP_LINES + python)) == "".join(python)
+    assert all(startup.is_foreign(line) for line in CPP_LINES)
 
 
 def test_the_start_filters_fd_2_and_passes_python_output_on(capfd):
-    with quiet.tensorflow_start():
+    with startup.tensorflow_start():
         os.write(2, "".join(CPP_LINES[:3]).encode())  # as C++ writes: straight to the descriptor
         sys.stderr.write("a Python warning\n")
         os.write(2, CPP_LINES[3].encode())
@@ -57,7 +57,7 @@ def test_the_start_filters_fd_2_and_passes_python_output_on(capfd):
 
 def test_an_error_inside_the_start_still_shows_and_stderr_is_restored(capfd):
     with pytest.raises(ImportError, match="no module"):
-        with quiet.tensorflow_start():
+        with startup.tensorflow_start():
             os.write(2, (CPP_LINES[0] + "the line before the error\n").encode())
             raise ImportError("no module named tensorflow")
     os.write(2, b"fd 2 is back\n")
@@ -65,18 +65,18 @@ def test_an_error_inside_the_start_still_shows_and_stderr_is_restored(capfd):
 
 
 def test_verbose_filters_nothing(capfd, monkeypatch):
-    monkeypatch.setenv(quiet.ENVIRONMENT, "1")
-    with quiet.tensorflow_start():
+    monkeypatch.setenv(startup.ENVIRONMENT, "1")
+    with startup.tensorflow_start():
         os.write(2, CPP_LINES[1].encode())
     assert capfd.readouterr().err == CPP_LINES[1]
 
 
 def test_the_verbose_option_reaches_tensorflow_and_child_processes(monkeypatch):
-    monkeypatch.setenv(quiet.ENVIRONMENT, "0")  # restored after the test
-    assert not quiet.verbose()
+    monkeypatch.setenv(startup.ENVIRONMENT, "0")  # restored after the test
+    assert not startup.verbose()
     result = CliRunner().invoke(main, ["--verbose", "recipes", "show", "quickstart_digits"])
     assert result.exit_code == 0, result.output
-    assert quiet.verbose() and os.environ[quiet.ENVIRONMENT] == "1"
+    assert startup.verbose() and os.environ[startup.ENVIRONMENT] == "1"
     assert "--verbose" in CliRunner().invoke(main, ["--help"]).output
 
 
@@ -84,7 +84,7 @@ def test_importing_tensorflow_is_quiet_unless_verbose(tmp_path):
     """The real TensorFlow: whatever it writes at start-up shows with verbose only."""
     code = "import keras_lottery.backend as b; print(b.describe_devices())"
     runs = {verbose: subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                                    env=environment(**({quiet.ENVIRONMENT: "1"} if verbose else {})), timeout=300)
+                                    env=environment(**({startup.ENVIRONMENT: "1"} if verbose else {})), timeout=300)
             for verbose in (False, True)}
     for result in runs.values():
         assert result.returncode == 0, result.stderr[-3000:]
