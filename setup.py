@@ -21,7 +21,12 @@ setup(
     package_data={"keras_lottery": ["recipes/*.json"]},
     python_requires=">=3.10",
     install_requires=requirements,
-    # wheel: tests build the package as a wheel; jax: the Keras 3 path is tested on JAX too.
-    extras_require={"test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34"], "jax": ["jax[cpu]>=0.4.34"]},
+    # wheel: tests build the package as a wheel; jax: the Keras 3 path is tested on JAX too;
+    # mkdocs, mkdocs-material, mkdocstrings: tests build the documentation site (docs/, mkdocs.yml).
+    extras_require={
+        "test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34", "mkdocs>=1.6", "mkdocs-material>=9.5",
+                 "mkdocstrings[python]>=0.26"],
+        "jax": ["jax[cpu]>=0.4.34"],
+    },
     entry_points={"console_scripts": ["keras-lottery=keras_lottery.cli:main"]},
 )

@@ -78,8 +78,13 @@ def _interruptible(where):
 
 @click.group()
 @click.version_option(package_name="keras-lottery")
-def main():
+@click.option("--verbose", is_flag=True,
+              help="Show TensorFlow's own logging (hidden by default), here and in processes this one starts.")
+def main(verbose):
     """Find, verify and export lottery tickets (Frankle & Carbin, ICLR 2019)."""
+    from keras_lottery import startup
+
+    startup.set_verbose(verbose)
 
 
 def _display_options(command):

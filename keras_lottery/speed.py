@@ -169,10 +169,12 @@ def main(paths, steps, keras_flavour, worker_counts):
         choose_keras(loaded, keras_flavour)
     except UsageError as err:
         raise click.UsageError(str(err)) from None
+    from keras_lottery import backend
     from keras_lottery.backend import tf
 
     tf.config.experimental.enable_op_determinism()  # as keras-lottery run does
     click.echo(flavours.describe())
+    click.echo(backend.describe_devices())
     measured = {}
     click.echo("| recipe | batch | steps/s | eval img/s | training steps | evaluations | projected time |")
     click.echo("|---|---:|---:|---:|---:|---:|---:|")

@@ -238,7 +238,8 @@ def _finished_elsewhere(run_dir, recipe):
 def build(recipe, log=print, model=None, data_source=None, announce=True, workers_count=1):
     """Choose the Keras and the strategy, load the data and build the experiment (not yet
     in a run directory): what every process that trains ``recipe`` does first. ``announce``
-    says which Keras and strategy it runs; ``workers_count`` workers share the CPU cores."""
+    says which Keras and strategy it runs (every process says its devices); ``workers_count``
+    workers share the CPU cores."""
     display = displays.of(log)
     flavours.choose(recipe.keras)  # this process runs the Keras the recipe names
     if workers_count > 1:
@@ -246,6 +247,8 @@ def build(recipe, log=print, model=None, data_source=None, announce=True, worker
     strategy = distribute.create(recipe.distribute)  # first: multi-worker needs it before any TF op
     if announce:
         display.line(flavours.describe())
+    display.line(backend.describe_devices())  # each worker says where it trains
+    if announce:
         display.line(distribute.describe(strategy, recipe.distribute, recipe.training.batch_size))
     tf.config.experimental.enable_op_determinism()
     splits = data.load(recipe.dataset, data_source)
