@@ -207,3 +207,14 @@ def test_workers_share_the_run_lock_and_an_analysis_waits_for_them(tmp_path):
         with pytest.raises(locking.RunLockedError, match="keeps workers out while it runs"):
             with locking.hold(tmp_path, shared=True):
                 pass
+
+
+def test_claims_of_gone_workers_are_cleared(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead, alive = layout.claim_file(tmp_path, 0, 1, "ticket"), layout.claim_file(tmp_path, 0, 1, "random_prune")
+    dead.parent.mkdir(parents=True)
+    dead.write_text(json.dumps({"host": claims.HOST, "pid": gone.pid, "heartbeat": time.time()}))
+    assert claims.try_claim(alive, claims.owner())
+    assert claims.clear_stale(tmp_path) == 1
+    assert not dead.exists() and alive.exists()

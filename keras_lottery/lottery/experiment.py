@@ -317,6 +317,7 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", 
             experiment.run_dir = Path(run_dir)
             # damaged files are redone, never read as finished (trials a live worker trains are its own)
             integrity.repair(run_dir, recipe, display.line, skip_trials=workers.busy_trials(run_dir))
+            claims.clear_stale(run_dir)
         left_out = _finished_elsewhere(run_dir, recipe)
         if left_out:
             display.line(f"note: {left_out} finished variant(s) of this run directory are outside this command's "
@@ -342,6 +343,7 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", 
             display.line(f"trial {trial}: {skipped} skipped: the round {failed_round} ticket they are pruned from failed")
         with claims.shared_lock(run_dir):
             experiment.write_results()
+            claims.clear_stale(run_dir)
         rows = results.collect(run_dir, recipe)
     return run_dir, rows
 
@@ -388,4 +390,5 @@ def join(run_dir, name=None, relay=None, data_path=None, until_finished=False, l
     with locking.hold(run_dir, shared=True):
         with claims.shared_lock(run_dir):
             integrity.repair(run_dir, recipe, experiment.log, skip_trials=workers.busy_trials(run_dir))
+            claims.clear_stale(run_dir)
         return workers.Worker(experiment, name, until_finished=until_finished).run()

@@ -143,6 +143,18 @@ def try_claim(path, me):
     return False
 
 
+def clear_stale(run_dir):
+    """Remove the claims whose owners are gone (a worker killed between finishing a training
+    and releasing its claim leaves one); return how many."""
+    folder = layout.claims_dir(run_dir)
+    removed = 0
+    for path in folder.glob("*.json") if folder.is_dir() else ():
+        claim = read(path)
+        if claim is not None and is_stale(claim) and _take_over(path):
+            removed += 1
+    return removed
+
+
 def holder(path):
     """The live owner of the claim ``path`` (its record), or None when it is free or stale."""
     claim = read(path)
