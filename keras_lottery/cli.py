@@ -177,17 +177,11 @@ def run(recipe_path, out, data_path, rounds, trials, overrides, strategy, keras_
         try:
             run_dir, rows = lottery.run(recipe, out, log=display, workers_count=workers_count, devices=devices)
         except _usage_errors() as err:
-            display.close()
             _fail(err)
         except RecursionError:
-            display.close()
             _fail("the recipe or a file of the run directory is nested too deeply to read; use shallow JSON")
         except (OSError, MemoryError) as err:
-            display.close()
             _fault(err)
-        except lottery.WorkersStopped as err:
-            display.close()
-            _fail(err, code=1)
         finally:
             display.close()
     if quiet:
@@ -234,10 +228,8 @@ def worker(run_dir, name, data_path, relay, plain, quiet):
         try:
             trained = lottery.join(run_dir, name, payload, data_path, until_finished=relay, log=display)
         except _usage_errors() as err:
-            display.close()
             _fail(err)
         except (OSError, MemoryError) as err:
-            display.close()
             _fault(err, "the worker")
         finally:
             display.close()

@@ -186,3 +186,36 @@ def test_bad_worker_counts_are_refused_in_one_line(recipe_path, tmp_path):
         assert result.exit_code == 2, result.output
         assert message in result.output, result.output
         assert not (tmp_path / "x").exists()
+
+
+def small_model(seed):
+    """A model function of this test module: the worker processes import it as the test does."""
+    from keras_lottery.backend import keras
+
+    inputs = keras.Input(shape=(8, 8))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(24, activation="relu", name="hidden")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="out")(x))
+
+
+def test_the_python_api_runs_workers_with_its_own_model_and_data(tmp_path):
+    import keras_lottery as kl
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = digits.images.astype("float32") / 16, digits.target
+    data = (x[:1400], y[:1400], x[1400:], y[1400:])
+    recipe = kl.load_recipe("quickstart_digits", overrides={
+        "training.iterations": 60, "training.eval_every": 20, "pruning.rounds": 3, "controls": ["random_prune"],
+        "pruning.rates": {"dense": 0.3, "output": 0.15}})
+    lines = []
+    two = kl.run(recipe, model=small_model, data=data, out=tmp_path / "two", workers=2, log=lines.append, report=False)
+    one = kl.run(recipe, model=small_model, data=data, out=tmp_path / "one", log=lambda _: None, report=False)
+    assert any(line.startswith("[w2] ") for line in lines), lines
+    assert_same_run(two.run_dir, one.run_dir)
+    with pytest.raises(kl.UsageError, match="cannot be sent to worker processes"):
+        import threading
+
+        lock = threading.Lock()
+        kl.run(recipe, model=lambda seed: lock and small_model(seed), data=data, out=tmp_path / "x", workers=2)
+    assert not (tmp_path / "x").exists()

@@ -292,6 +292,7 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", 
     Returns ``(run_dir, rows)``.
     """
     _check_workers(recipe, workers_count, devices)
+    blob = workers.payload(recipe, model, data_source) if workers_count > 1 else None
     display = displays.of(log)
     experiment = build(recipe, display, model, data_source, workers_count=workers_count if devices is None else 1)
     splits = experiment.splits
@@ -328,15 +329,10 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", 
         if workers_count == 1:
             experiment.run()
         else:  # this process is worker w1; the pool starts the others beside it
-            payload = {"recipe": recipe.to_dict(), "model": model, "data": data_source}
-            with workers.Pool(run_dir, recipe, workers_count - 1, display, payload, devices) as pool:
+            with workers.Pool(run_dir, recipe, workers_count - 1, display, blob, devices) as pool:
                 experiment.progress = pool.own()
                 experiment.run()
-            experiment.progress = display
-            if pool.failed and graph.tally(run_dir, recipe)[2]:
-                raise WorkersStopped(
-                    f"{pool.failed} of {workers_count - 1} worker processes stopped with an error (their lines above "
-                    "say why) and trainings remain; the finished ones are kept: rerun the same command to resume")
+            experiment.progress = display  # w1 ends when every training is finished: a worker that died was replaced
         for trial, (first, failed_round) in sorted(graph.blocked_trials(run_dir, recipe).items()):
             last = recipe.pruning.rounds - 1
             skipped = f"round {last}" if first == last else f"rounds {first}-{last}"
@@ -348,22 +344,16 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", 
     return run_dir, rows
 
 
-class WorkersStopped(Exception):
-    """Worker processes ended with an error before the experiment was finished (a fault: exit 1)."""
-
-
 def join(run_dir, name=None, relay=None, data_path=None, until_finished=False, log=print):
     """Join the run in ``run_dir`` as one worker: rebuild its experiment from its
     ``recipe.json`` (or from what ``relay`` brings from the process that started this
     worker), check it is the same experiment, and train until nothing is left for this
     worker. Returns how many trainings it trained."""
-    from keras_lottery.config.recipe import parse as parse_recipe
-
     run_dir = Path(run_dir)
     payload = relay or {}
     try:
         saved = storage.read_json(layout.recipe_file(run_dir))
-        storage.read_json(layout.identity_file(run_dir))["identity"]
+        storage.read_json(layout.identity_file(run_dir))["identity"]  # set up by keras-lottery run
     except FileNotFoundError:
         raise RunDirError(f"{run_dir} is not a run directory that keras-lottery run has set up (no recipe.json or "
                           "identity.json); start the run with keras-lottery run first") from None

@@ -123,9 +123,11 @@ def share_cores(count):
         pass
 
 
-def _thread_environment(count, devices, index):
-    """The environment of worker ``index`` of ``count``: its device, or its share of the CPU cores."""
+def _environment(count, devices, index):
+    """The environment of worker ``index`` of ``count``: this process's import path (a model
+    function's module imports there as here), and its device or its share of the CPU cores."""
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(entry for entry in [os.getcwd(), *sys.path] if entry and os.path.isdir(entry))
     if devices:
         env["CUDA_VISIBLE_DEVICES"] = str(devices[index % len(devices)])
         return env
@@ -139,22 +141,36 @@ def _thread_environment(count, devices, index):
     return env
 
 
+def payload(recipe, model=None, data=None):
+    """What a worker process needs to rebuild the experiment, as bytes: the recipe, and a
+    model function or data given from Python (by value: ``cloudpickle``)."""
+    import cloudpickle  # a model function defined in a script (__main__) travels by value
+
+    try:
+        return cloudpickle.dumps({"recipe": recipe.to_dict(), "model": model, "data": data})
+    except Exception as err:  # e.g. a tf.data dataset, a function holding a lock
+        raise WorkerError(
+            f"the model function or data given from Python cannot be sent to worker processes "
+            f"({type(err).__name__}: {str(err)[:120]}); pass numpy arrays and a plain function, or run with "
+            "workers=1") from None
+
+
 def worker_names(count):
     return [f"w{index + 1}" for index in range(count)]
 
 
 class Pool:
     """``count`` worker processes on ``run_dir`` beside this one (``with Pool(...) as pool``),
-    their progress shown on ``display``. ``payload`` is what each needs to rebuild the
-    experiment (the recipe, and a model function or data given from Python). On leaving
-    the block the pool waits for them to end; :attr:`failed` counts those that ended
-    with an error. Names are ``w2``, ``w3``, ...: ``w1`` is this process's own worker."""
+    their progress shown on ``display``. ``payload`` (bytes, from :func:`payload`) is what
+    each needs to rebuild the experiment. On leaving
+    the block the pool waits for them to end (a worker that ended with an error says so;
+    the others, this process's among them, take its training over). Names are ``w2``, ``w3``, ...: ``w1`` is this process's own worker."""
 
     def __init__(self, run_dir, recipe, count, display, payload, devices=None):
         self.run_dir, self.recipe, self.count, self.display = run_dir, recipe, count, display
         self.payload, self.devices = payload, devices
         self.lock = threading.RLock()
-        self.children, self.failed = {}, 0
+        self.children = {}
         self.lines = queue.Queue()
 
     def own(self, name="w1"):
@@ -162,13 +178,11 @@ class Pool:
         return displays.Shared(self.display, name, self.lock)
 
     def __enter__(self):
-        import cloudpickle  # a model function defined in a script (__main__) travels by value
-
-        blob = cloudpickle.dumps(self.payload)
+        blob = self.payload
         for index, name in enumerate(worker_names(self.count + 1)[1:]):
             command = [sys.executable, "-m", "keras_lottery.cli", "worker", str(self.run_dir), "--name", name, "--relay"]
             child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=_thread_environment(self.count + 1, self.devices, index + 1))
+                                     env=_environment(self.count + 1, self.devices, index + 1))
             self.children[name] = child
             threading.Thread(target=_feed, args=(child, blob), daemon=True).start()
             for stream, kind in ((child.stdout, "out"), (child.stderr, "err")):
@@ -204,7 +218,6 @@ class Pool:
                 child.kill()
                 code = child.wait()
             if code != 0 and kind is None:
-                self.failed += 1
                 with self.lock:
                     self.display.line(f"worker {name} ended with exit code {code}", name)
         self.pump.join(timeout=5)
