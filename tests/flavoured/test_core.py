@@ -388,7 +388,9 @@ def test_the_quick_start_prints_its_table_from_the_command_line(late_cli):
     assert header.split()[:2] == ["round", "remaining"]
     assert [part.split()[0] for part in header.split("|")[1:]] == ["ticket", "random_reinit"]
     for round_index in range(LATE_ROUNDS):
-        assert re.search(rf"^\s+{round_index}\s+\d+\.\d%( \|\s+\d+\s+0\.\d{{4}}){{2}}$", text, re.M), text[-2000:]
+        # per variant: the early-stop iteration, the test accuracy there, the start accuracy
+        assert re.search(rf"^\s+{round_index}\s+\d+\.\d%( \|\s+\d+\s+0\.\d{{4}}\s+0\.\d{{4}}){{2}}$", text, re.M), \
+            text[-2000:]
     assert storage.read_json(layout.recipe_file(resumed.run_dir))["keras"] == FLAVOUR
     identity = storage.read_json(layout.identity_file(resumed.run_dir))["identity"]
     assert identity.get("backend") == (None if backend.LEGACY else backend.BACKEND)
