@@ -517,7 +517,7 @@ class Instability(Analysis):
             entry = storage.read_json(path) if path.is_file() else None
             if entry is None or not is_current(entry, options):
                 copies = [copy_file(folder, trial, round_index, k, i) for i in range(options.copies)]
-                if key not in wanted and not all(copy.is_file() for copy in copies):
+                if key not in wanted and not all(path.is_file() for path in copies):
                     left_out.append(f"round {round_index} k={k}" + (f" (trial {trial})" if trial != options.trial else ""))
                     continue  # an earlier call's curve that other --copies would have to train again
                 entry = measure(experiment, run, options, folder, trial, round_index, k, log, previous=entry)

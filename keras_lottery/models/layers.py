@@ -115,8 +115,11 @@ def takes_ids(model):
     readers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)][:1]
     for layer in model.layers:
         for node in getattr(layer, "_inbound_nodes", []):
-            inputs = getattr(node, "input_tensors", None) or getattr(node, "keras_inputs", None) or []
-            if any(t is model.inputs[0] for t in (inputs if isinstance(inputs, (list, tuple)) else [inputs])):
+            inputs = getattr(node, "input_tensors", None)  # tf_keras
+            inputs = getattr(node, "arguments", None).keras_tensors if inputs is None and hasattr(
+                node, "arguments") else inputs  # Keras 3
+            inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+            if any(t is model.inputs[0] for t in inputs):
                 readers.append(layer)
     return any(isinstance(_base(layer), keras.layers.Embedding) for layer in readers)
 
