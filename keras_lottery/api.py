@@ -115,8 +115,9 @@ def _uint8_ids(recipe, model, data):
     from keras_lottery import models
     from keras_lottery.errors import UsageError
 
-    if not isinstance(data, (tuple, list)) or len(data) not in (3, 4):
-        return data
+    if not isinstance(data, (tuple, list)) or len(data) not in (3, 4) or (model is None and
+                                                                          recipe.model.name in models.BUILTIN):
+        return data  # the built-in models read images
     arrays = len(data) == 4 and all(isinstance(a, np.ndarray) for a in data)
     if arrays:
         x, y, shape = data[0], data[1], tuple(data[0].shape[1:])
@@ -163,7 +164,9 @@ def run(recipe, model=None, data=None, out=None, log=print, report=True):
       on the backend ``KERAS_BACKEND`` names; by default the recipe's.
     - ``data``: numpy arrays ``(x_train, y_train, x_test, y_test)`` (validation is held out
       as the recipe says), or tf.data datasets ``(train, validation, test)``; by default
-      the recipe's dataset.
+      the recipe's dataset. Integer inputs are ids, used as given (never normalized), and
+      so are uint8 inputs of a model that takes an integer input or reads it with an
+      Embedding; other uint8 inputs are images, standardized (see :func:`keras_lottery.data.load`).
     - ``out``: the run directory (default ``runs/<name>-<hash>``).
 
     Returns a :class:`Result`; writes the report unless ``report=False``.

@@ -7,44 +7,23 @@ import re
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import keras_lottery as kl
 from conftest import TINY, merge, save_recipe
+from test_hardening import cli, one_line, snapshot
 from keras_lottery import models
-from keras_lottery.cli import main
 from keras_lottery.config import recipe as recipes
 from keras_lottery.config.recipe import ModelConfig, RecipeError
 from keras_lottery.models.errors import ModelError
 from keras_lottery.rundir import layout, storage
 
 
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line(result, code, expected):
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert expected in lines[0], lines[0]
-    return lines[0]
-
-
-def snapshot(folder):
-    folder = Path(folder)
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
-            for p in sorted(folder.rglob("*"))}
-
-
 # A model function of the user's own that leaves a mark each time it is called.
 MARKED = '''
 from pathlib import Path
-
 from keras_lottery.backend import keras
 
 MARKER = Path(__file__).with_name("called.txt")
@@ -175,6 +154,8 @@ def test_run_says_which_file_the_model_comes_from_and_nothing_else_calls_it(fini
     assert cli("export", run_dir, "--round", "1", "--out", tmp_path / "exported").exit_code == 0
     assert cli("report", run_dir, "--out", tmp_path / "report").exit_code == 0
     assert cli("analyze", "forgetting", run_dir, "--grid", "0").exit_code == 0
+    listed = cli("recipes", "--dir", user_code)  # listing recipes does not build their models either
+    assert listed.exit_code == 0 and "marked_models:build" in listed.output
     assert not marker.exists()
 
 

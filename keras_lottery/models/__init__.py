@@ -21,8 +21,8 @@ refused before its module is imported, and a built-in, a class or any other call
 refused before it is called. One exception: Keras's model builders
 (``keras.applications.*``, ``tf_keras.applications.*``), which return a model and nothing
 else. ``keras-lottery run`` says which file the function comes from; ``export``,
-``report`` and ``analyze`` never call it (they rebuild the model from the architecture the
-run saved). See ``docs/recipes-that-name-code.md``.
+``report``, ``analyze`` and ``recipes`` never call it (they rebuild the model from the
+architecture the run saved, or do without it). See ``docs/recipes-that-name-code.md``.
 
 This module is TensorFlow-free (parsing a recipe reads it); the builders import
 TensorFlow on first use.
