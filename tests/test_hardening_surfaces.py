@@ -107,12 +107,8 @@ def build():
 
 
 @pytest.fixture
-def user_module(tmp_path, monkeypatch):
-    name = f"hostile_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    sys.modules.pop(name, None)
+def user_module(write_module):
+    return write_module(USER_MODULE, "hostile")
 
 
 @pytest.mark.parametrize("attribute, message", [
@@ -354,18 +350,14 @@ def build(width):
 '''
 
 
-def test_wording(tmp_path, monkeypatch):
+def test_wording(write_module):
     from keras_lottery.data import sources
 
-    (tmp_path / "wording_models.py").write_text(MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        with pytest.raises(ModelError, match=r"wording_models:number returned an int; it must return a keras model"):
-            models.source(ModelConfig(name="wording_models:number"), (4,), 2).build(0)
-        config = recipes.parse({**TINY, "model": {"name": "wording_models:build", "width": 3, "nonsense": 1}}).model
-        with pytest.raises(RecipeError, match=r"^recipe key 'model.nonsense': wording_models:build has no parameter "
-                                              r"'nonsense'; its parameters are width$"):
-            models.source(config, (4,), 2)
-    finally:
-        sys.modules.pop("wording_models", None)
+    name = write_module(MODULE, "wording")
+    with pytest.raises(ModelError, match=rf"{name}:number returned an int; it must return a keras model"):
+        models.source(ModelConfig(name=f"{name}:number"), (4,), 2).build(0)
+    config = recipes.parse({**TINY, "model": {"name": f"{name}:build", "width": 3, "nonsense": 1}}).model
+    with pytest.raises(RecipeError, match=rf"^recipe key 'model.nonsense': {name}:build has no parameter "
+                                          r"'nonsense'; its parameters are width$"):
+        models.source(config, (4,), 2)
     assert sources._first_line(ValueError("Dataset nothing_xyz not found.\nDetails")) == "Dataset nothing_xyz not found"

@@ -1,7 +1,6 @@
 """The user's own model: built from a recipe's module:function or a Python function, pruned by layer type."""
 
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -196,12 +195,8 @@ NOT_A_FUNCTION = 3
 
 
 @pytest.fixture
-def user_module(tmp_path, monkeypatch):
-    name = f"usermodels_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    sys.modules.pop(name, None)
+def user_module(write_module):
+    return write_module(MODULE)
 
 
 def test_module_function_gets_options_as_keywords(user_module):
