@@ -65,10 +65,11 @@ def headline(description):
 
 
 def kernel_weight_count(recipe):
-    """The model's kernel weights on the dataset's input shape, or None for npz data."""
+    """The model's kernel weights on the dataset's input shape, or None for npz data and for a
+    model of the user's own (listing recipes never runs the code they name)."""
     from keras_lottery import models
 
-    if recipe.dataset.name not in DATASET_SHAPES:
+    if recipe.dataset.name not in DATASET_SHAPES or recipe.model.name not in models.BUILTIN:
         return None
     shape, classes = DATASET_SHAPES[recipe.dataset.name]
     return models.kernel_weight_count(models.build(recipe.model, shape, classes, seed=0))

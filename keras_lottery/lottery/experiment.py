@@ -61,6 +61,18 @@ def _difference(saved, wanted, saved_source=None, source=None):
         here = f"{source}, " if source else ""
         return (f"other data ({there}fingerprint {str(saved.get('data'))[:12]}; this data: {here}fingerprint "
                 f"{str(wanted.get('data'))[:12]})")
+    def keras_of(found):  # the recipe's keras field (absent: tf_keras) and the Keras 3 backend
+        recipe_part = found.get("recipe") if isinstance(found.get("recipe"), dict) else {}
+        name = recipe_part.get("keras", flavours.TF_KERAS)
+        return ("tf_keras" if name == flavours.TF_KERAS else f"Keras 3 / {found.get('backend') or 'tensorflow'}",
+                {key: value for key, value in recipe_part.items() if key != "keras"})
+
+    (made_on, saved_recipe), (runs_on, wanted_recipe) = keras_of(saved), keras_of(wanted)
+    if made_on != runs_on:
+        how = "--keras tf_keras" if made_on == "tf_keras" else \
+            f"--keras keras3 and KERAS_BACKEND={made_on.split(' / ')[1]}"
+        also = "" if saved_recipe == wanted_recipe else " and of another recipe"
+        return f"a run made on {made_on}{also}, and this process runs {runs_on} (resume it with {how})"
     if saved.get("model") != wanted.get("model"):
         return "another model architecture"
     return "a different recipe"
@@ -253,6 +265,8 @@ def build(recipe, log=print, model=None, data_source=None, announce=True, worker
     tf.config.experimental.enable_op_determinism()
     splits = data.load(recipe.dataset, data_source)
     source = models.source(recipe.model if model is None else model, splits.input_shape, splits.num_classes)
+    if announce and not source.builtin:
+        display.line(source.describe())  # which file the code a recipe names comes from
     try:
         return Experiment(recipe, None, splits, display, strategy, source)  # refuses a model it cannot prune
     except UsageError:
