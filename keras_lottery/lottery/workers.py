@@ -108,6 +108,16 @@ class Worker:
 # ---- several workers on this machine ----------------------------------------------------------
 
 
+THREADS_VARIABLE = "KERAS_LOTTERY_WORKER_THREADS"
+
+
+def threads_per_worker(count):
+    """The CPU threads of each of ``count`` workers on one machine: ``KERAS_LOTTERY_WORKER_THREADS``
+    if set, else an equal share of the cores."""
+    given = os.environ.get(THREADS_VARIABLE, "")
+    return int(given) if given.isdigit() and int(given) > 0 else max(1, (os.cpu_count() or 1) // count)
+
+
 def share_cores(count):
     """Give this process (one of ``count`` workers) its share of the CPU cores, where
     TensorFlow has not started yet. The results do not depend on it (op determinism)."""
@@ -115,7 +125,7 @@ def share_cores(count):
 
     if BACKEND != "tensorflow":
         return
-    threads = max(1, (os.cpu_count() or 1) // count)
+    threads = threads_per_worker(count)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -131,7 +141,7 @@ def _environment(count, devices, index):
     if devices:
         env["CUDA_VISIBLE_DEVICES"] = str(devices[index % len(devices)])
         return env
-    threads = max(1, (os.cpu_count() or 1) // count)
+    threads = threads_per_worker(count)
     env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     env.setdefault("TF_NUM_INTEROP_THREADS", "1")
     env.setdefault("OMP_NUM_THREADS", str(threads))
