@@ -171,6 +171,13 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
 
     ``out`` must be outside the run directory and empty or new, unless ``force``."""
     check_out(run_dir, out, force)
+    model = ticket_model(run_dir, round_index, trial, variant, weights)
+    save(model, out)
+    return model
+
+
+def ticket_model(run_dir, round_index, trial=0, variant=variants.TICKET, weights="trained"):
+    """The Keras model of one trial/round/variant (see :func:`ticket_weights`), unwrapped."""
     recipe, values = ticket_weights(run_dir, round_index, trial, variant, weights)
     model = build(run_dir, recipe)
     shapes = {name: tuple(value.shape) for name, value in masking.get_weights(model).items()}
@@ -185,6 +192,5 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
         masking.set_weights(model, values)
     except ValueError as err:
         raise integrity.DamagedFileError(f"{layout.variant_dir(run_dir, trial, round_index, variant)}: {err}") from None
-    save(model, out)
     return model
 
