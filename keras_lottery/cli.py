@@ -200,14 +200,8 @@ def export(run_dir, round_index, trial, variant, weights, out, force, export_for
         _fail(f"{given[0]} applies to --format tflite only; add --format tflite or remove {given[0]}")
     from keras_lottery import export as exporting
 
-    try:
+    with _export_errors(run_dir):
         exporting.export(run_dir, round_index, out, trial, variant, weights, force)
-    except _usage_errors() as err:
-        _fail(err)
-    except FileNotFoundError as err:
-        _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
-    except (OSError, RecursionError, MemoryError) as err:
-        _fault(err, "the export")
     click.echo(exporting.written(out))
     try:
         for line in exporting.describe_costs(exporting.costs_of(run_dir, round_index, trial, variant, weights)):
@@ -216,33 +210,39 @@ def export(run_dir, round_index, trial, variant, weights, out, force, export_for
         click.echo(f"no costs: {err}", err=True)
 
 
+@contextlib.contextmanager
+def _export_errors(run_dir):
+    """Bad input as one line (exit 2), a fault of the machine as one line (exit 1)."""
+    try:
+        yield
+    except _usage_errors() as err:
+        _fail(err)
+    except FileNotFoundError as err:
+        _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
+    except (OSError, RecursionError, MemoryError) as err:
+        _fault(err, "the export")
+
+
 def _export_tflite(run_dir, round_index, trial, variant, weights, out, force, quantize, benchmark, calls, data_path):
     """``export --format tflite``: model.tflite, how its kernels are stored and run, and the benchmark."""
     from keras_lottery import export_tflite
 
-    with _interruptible(lambda: f"exporting {run_dir}"):
-        try:
-            path, found, _ = export_tflite.export_tflite(
-                run_dir, round_index, out, trial, variant, weights, force, quantize, data_path)
-            click.echo(f"LiteRT model in {path} (load it with ai_edge_litert.interpreter.Interpreter)")
-            for line in export_tflite.describe_sparsity(found):
+    with _interruptible(lambda: f"exporting {run_dir}"), _export_errors(run_dir):
+        path, found, _ = export_tflite.export_tflite(
+            run_dir, round_index, out, trial, variant, weights, force, quantize, data_path)
+        click.echo(f"LiteRT model in {path} (load it with ai_edge_litert.interpreter.Interpreter)")
+        for line in export_tflite.describe_sparsity(found):
+            click.echo(line)
+        if benchmark:
+            click.echo(f"benchmark: dense round 0 vs round {round_index}, {calls} calls per batch size ...")
+            entry = export_tflite.benchmark(run_dir, round_index, trial, variant, weights, quantize, data_path,
+                                            calls, scratch=out)
+            for line in export_tflite.describe_benchmark(entry):
                 click.echo(line)
-            if benchmark:
-                click.echo(f"benchmark: dense round 0 vs round {round_index}, {calls} calls per batch size ...")
-                entry = export_tflite.benchmark(run_dir, round_index, trial, variant, weights, quantize, data_path,
-                                                calls, scratch=out)
-                for line in export_tflite.describe_benchmark(entry):
-                    click.echo(line)
-                click.echo(export_tflite.table([entry]))
-                from keras_lottery.rundir import layout
+            click.echo(export_tflite.table([entry]))
+            from keras_lottery.rundir import layout
 
-                click.echo(f"benchmark: {layout.export_benchmark(run_dir)}")
-        except _usage_errors() as err:
-            _fail(err)
-        except FileNotFoundError as err:
-            _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
-        except (OSError, RecursionError, MemoryError) as err:
-            _fault(err, "the export")
+            click.echo(f"benchmark: {layout.export_benchmark(run_dir)}")
 
 
 @main.command("report")

@@ -23,7 +23,6 @@ next to the Keras model's. It is written to ``<run>/export/benchmark.json`` and 
 The interpreter is ``ai-edge-litert``'s (``tf.lite.Interpreter`` is deprecated).
 """
 
-import dataclasses
 import gzip
 import os
 import tempfile
@@ -71,33 +70,10 @@ def _schema():
 
 def run_data(run_dir, recipe, data_path=None):
     """The run's data (``data_path``: where its file is now), refused unless its content has
-    the run's fingerprint (``identity.json``)."""
-    from keras_lottery import data
+    the run's fingerprint (:func:`keras_lottery.rundir.integrity.run_data`)."""
+    from keras_lottery.rundir import integrity
 
-    dataset = recipe.dataset
-    if dataset.name == data.PYTHON:
-        raise TFLiteError(
-            f"{run_dir} trained on data passed from Python, which cannot be reloaded here; export without "
-            "--quantize/--benchmark, or quantize from Python with keras_lottery.export_tflite.convert"
-        )
-    if data_path is not None:
-        dataset = dataclasses.replace(dataset, path=str(Path(data_path).resolve()))
-    if dataset.path is not None and not Path(dataset.path).is_file():
-        raise TFLiteError(f"the run's data file {dataset.path} is missing; pass --data PATH to the file it moved to")
-    try:
-        splits = data.load(dataset)
-    except data.DataError as err:
-        raise TFLiteError(f"cannot load the run's data ({err})") from None
-    try:
-        saved = storage.read_json(layout.identity_file(run_dir))["identity"]["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        saved = None
-    if saved is not None and splits.fingerprint != saved:
-        raise TFLiteError(
-            f"the data {splits.source} is not the one {run_dir} trained on (fingerprint {splits.fingerprint[:12]}, "
-            f"the run's {str(saved)[:12]}); pass --data PATH to the run's data file"
-        )
-    return splits
+    return integrity.run_data(run_dir, recipe.dataset, data_path)
 
 
 # ---- conversion ---------------------------------------------------------------------------

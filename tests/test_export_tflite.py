@@ -123,7 +123,7 @@ def test_a_run_from_other_data_is_refused_with_one_line(block_run, tmp_path):
     np.savez(other, x_train=images(300), y_train=rng.integers(0, 10, 300), x_test=images(50),
              y_test=rng.integers(0, 10, 50))
     one_line(invoke("export", run_dir, "--round", 1, "--format", "tflite", "--quantize", "int8", "--data", other,
-                    "--out", tmp_path / "e"), 2, "is not the one")
+                    "--out", tmp_path / "e"), 2, "is not the run's")
     assert not (tmp_path / "e" / "model.tflite").exists()
 
 
