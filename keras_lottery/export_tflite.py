@@ -303,22 +303,24 @@ def _measure(model, buffer, splits):
     lite = runner.predict(splits.x_test)
     keras_out = _keras_outputs(model, splits.x_test)
     labels = np.asarray(splits.y_test).reshape(-1)
+    kernels = sparsity(buffer)
     return {
         "bytes": len(buffer), "gzip_bytes": len(gzip.compress(bytes(buffer), 9)),
         "tflite_accuracy": float(np.mean(lite.argmax(-1) == labels)),
         "keras_accuracy": float(np.mean(keras_out.argmax(-1) == labels)),
         "agreement": float(np.mean(lite.argmax(-1) == keras_out.argmax(-1))),
         "max_abs_difference": float(np.max(np.abs(lite - keras_out))),
-        "sparse_kernels": sum(entry["runs"].startswith("sparse") for entry in sparsity(buffer)),
-        "kernels": len(sparsity(buffer)),
+        "sparse_kernels": sum(entry["runs"].startswith("sparse") for entry in kernels),
+        "kernels": len(kernels),
     }
 
 
 def benchmark(run_dir, round_index, trial=0, variant=variants.TICKET, weights="trained", quantize=None,
-              data_path=None, calls=DEFAULT_CALLS, scratch=None, log=print):
+              data_path=None, calls=DEFAULT_CALLS, scratch=None):
     """Compare the dense round 0 with one trial/round/variant, both converted as
     :func:`export_tflite` does; write the entry to ``<run>/export/benchmark.json`` (replacing
     one of the same trial/round/variant/weights/format) and return it."""
+    from keras_lottery.models import kernel_sizes
     from keras_lottery.pruning import weights_remaining
 
     recipe = exporting.read_recipe(run_dir)
@@ -336,7 +338,7 @@ def benchmark(run_dir, round_index, trial=0, variant=variants.TICKET, weights="t
             found[key][f"latency_batch{batch}_us"] = round(seconds * 1e6, 2)
             found[key]["delegate"] = runners[key].delegate
     masks = storage.load_arrays(layout.mask(run_dir, trial, round_index, variant))
-    sizes = {name: int(np.size(value)) for name, value in _kernels(models["ticket"]).items()}
+    sizes = kernel_sizes(models["ticket"])
     entry = {
         "trial": trial, "round": round_index, "variant": variant, "weights": weights,
         "format": quantize or "float32", "structure": _structure(recipe),
@@ -358,12 +360,6 @@ def _structure(recipe):
     from keras_lottery.pruning import blocks
 
     return blocks.describe(recipe.pruning.structure)
-
-
-def _kernels(model):
-    from keras_lottery import models
-
-    return {layer.name: layer.kernel for layer in models.kernel_layers(model)}
 
 
 ENTRY_KEY = ("trial", "round", "variant", "weights", "format")

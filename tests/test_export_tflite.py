@@ -74,6 +74,18 @@ def test_block_ticket_tflite_is_sparse_smaller_and_predicts_like_keras(block_run
     assert np.max(np.abs(lite - keras_out)) < 1e-5
 
 
+def test_an_unstructured_sparse_kernel_is_said_to_be_densified():
+    from keras_lottery.backend import keras
+
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.layers.InputLayer((64,)), keras.layers.Dense(32, name="fc")])
+    kernel, bias = model.layers[0].get_weights()
+    model.layers[0].set_weights([kernel * (rng.random(kernel.shape) < 0.1), bias])  # scattered zeros, no blocks
+    (entry,) = export_tflite.sparsity(export_tflite.convert(model))
+    assert entry["sparse"] and entry["runs"] == "densified" and entry["shape"] == [32, 64]
+    assert "stored sparse, densified at run time (runs dense)" in export_tflite.describe_sparsity([entry])[0]
+
+
 def test_int8_export_runs_and_stays_within_1pp_of_float(block_run, splits, tmp_path):
     run_dir, _ = block_run
     accuracy = {}
