@@ -98,7 +98,7 @@ def markdown(entries):
     ]
     dense_done = set()
     for e in entries:
-        d, t, r = e["dense"], e["ticket"], e["ratios"]
+        d, t, r = e["dense"], e["pruned"], e["ratios"]
         if e["format"] not in dense_done:
             dense_done.add(e["format"])
             lines.append(

@@ -328,7 +328,7 @@ def benchmark(run_dir, round_index, trial=0, variant=variants.TICKET, weights="t
     splits = run_data(run_dir, recipe, data_path)
     calibration = calibration_examples(splits) if quantize else None
     models = {"dense": exporting.ticket_model(run_dir, 0, trial, variants.TICKET, "trained"),
-              "ticket": exporting.ticket_model(run_dir, round_index, trial, variant, weights)}
+              "pruned": exporting.ticket_model(run_dir, round_index, trial, variant, weights)}
     buffers = {key: convert(model, quantize, calibration, scratch) for key, model in models.items()}
     found = {key: _measure(models[key], buffers[key], splits) for key in models}
     load_before = load_average()
@@ -338,17 +338,17 @@ def benchmark(run_dir, round_index, trial=0, variant=variants.TICKET, weights="t
             found[key][f"latency_batch{batch}_us"] = round(seconds * 1e6, 2)
             found[key]["delegate"] = runners[key].delegate
     masks = storage.load_arrays(layout.mask(run_dir, trial, round_index, variant))
-    sizes = kernel_sizes(models["ticket"])
+    sizes = kernel_sizes(models["pruned"])
     entry = {
         "trial": trial, "round": round_index, "variant": variant, "weights": weights,
         "format": quantize or "float32", "structure": _structure(recipe),
         "weights_remaining": round(weights_remaining(masks, sizes), 2),
         "calls": calls, "threads": 1, "load_average": [load_before, load_average()],
-        "dense": found["dense"], "ticket": found["ticket"],
+        "dense": found["dense"], "pruned": found["pruned"],  # pruned: the round exported
         "ratios": {
-            "size": found["dense"]["bytes"] / found["ticket"]["bytes"],
-            "gzip_size": found["dense"]["gzip_bytes"] / found["ticket"]["gzip_bytes"],
-            **{f"speed_batch{b}": found["dense"][f"latency_batch{b}_us"] / found["ticket"][f"latency_batch{b}_us"]
+            "size": found["dense"]["bytes"] / found["pruned"]["bytes"],
+            "gzip_size": found["dense"]["gzip_bytes"] / found["pruned"]["gzip_bytes"],
+            **{f"speed_batch{b}": found["dense"][f"latency_batch{b}_us"] / found["pruned"][f"latency_batch{b}_us"]
                for b in BATCHES},
         },
     }
@@ -385,23 +385,23 @@ def save_benchmark(run_dir, entry):
     storage.write_json(path, {"entries": entries})
 
 
-HEADER = ("| round | variant | format | % weights | model | file | gzip | batch-1 µs | batch-32 µs | "
-          "tflite acc | Keras acc | agree |")
+HEADER = ("| round | variant | format | % weights | kernels run sparse (runtime) | file | gzip | batch-1 µs | "
+          "batch-32 µs | tflite acc | Keras acc | agree |")
 
 
 def table(entries):
-    """A Markdown table of benchmark ``entries``: the dense model and the ticket of each."""
+    """A Markdown table of benchmark ``entries``: the dense model and the pruned round of each."""
     from keras_lottery.costs import human
 
     lines = [HEADER, "|---:|:--|:--|---:|:--|---:|---:|---:|---:|---:|---:|---:|"]
     for entry in entries:
-        for which in ("dense", "ticket"):
+        for which in ("dense", "pruned"):
             found = entry[which]
             remaining = 100.0 if which == "dense" else entry["weights_remaining"]
+            round_index, name = (0, "dense") if which == "dense" else (entry["round"], entry["variant"])
             lines.append(
-                f"| {entry['round'] if which == 'ticket' else 0} | {entry['variant'] if which == 'ticket' else 'dense'} "
-                f"| {entry['format']} | {remaining:.1f} | {which} ({found['sparse_kernels']}/{found['kernels']} "
-                f"kernels sparse) | {human(found['bytes'])} | {human(found['gzip_bytes'])} | "
+                f"| {round_index} | {name} | {entry['format']} | {remaining:.1f} | {found['sparse_kernels']}/"
+                f"{found['kernels']} ({found.get('delegate', '?')}) | {human(found['bytes'])} | {human(found['gzip_bytes'])} | "
                 f"{found['latency_batch1_us']:.1f} | {found['latency_batch32_us']:.1f} | "
                 f"{100 * found['tflite_accuracy']:.2f}% | {100 * found['keras_accuracy']:.2f}% | "
                 f"{100 * found['agreement']:.2f}% |"
@@ -418,9 +418,9 @@ def describe_benchmark(entry):
         f"{entry['structure']}): file {ratios['size']:.1f}x smaller, gzip {ratios['gzip_size']:.1f}x smaller, "
         f"batch 1 {ratios['speed_batch1']:.2f}x faster, batch 32 {ratios['speed_batch32']:.2f}x faster "
         f"(1 thread, median of {entry['calls']} calls; load average {load[0]} -> {load[1]})",
-        f"test accuracy: tflite {100 * entry['ticket']['tflite_accuracy']:.2f}% (Keras "
-        f"{100 * entry['ticket']['keras_accuracy']:.2f}%), dense tflite {100 * entry['dense']['tflite_accuracy']:.2f}%; "
-        f"the ticket's tflite and Keras predictions agree on {100 * entry['ticket']['agreement']:.2f}% of test examples",
+        f"test accuracy: tflite {100 * entry['pruned']['tflite_accuracy']:.2f}% (Keras "
+        f"{100 * entry['pruned']['keras_accuracy']:.2f}%), dense tflite {100 * entry['dense']['tflite_accuracy']:.2f}%; "
+        f"the ticket's tflite and Keras predictions agree on {100 * entry['pruned']['agreement']:.2f}% of test examples",
     ]
 
 

@@ -106,10 +106,10 @@ def test_cli_benchmark_writes_export_benchmark_json_and_the_report_section(block
     assert "ticket vs dense (float32" in result.output
     entries = json.loads(layout.export_benchmark(run_dir).read_text())["entries"]
     (entry,) = [e for e in entries if e["round"] == 2]
-    assert entry["ticket"]["bytes"] < entry["dense"]["bytes"] and entry["ratios"]["size"] > 2
-    assert entry["ticket"]["agreement"] >= 0.999 and entry["structure"] == "4x1"
-    assert entry["ticket"]["latency_batch1_us"] > 0 and entry["dense"]["latency_batch32_us"] > 0
-    assert abs(entry["ticket"]["tflite_accuracy"] - entry["ticket"]["keras_accuracy"]) < 1e-9
+    assert entry["pruned"]["bytes"] < entry["dense"]["bytes"] and entry["ratios"]["size"] > 2
+    assert entry["pruned"]["agreement"] >= 0.999 and entry["structure"] == "4x1"
+    assert entry["pruned"]["latency_batch1_us"] > 0 and entry["dense"]["latency_batch32_us"] > 0
+    assert abs(entry["pruned"]["tflite_accuracy"] - entry["pruned"]["keras_accuracy"]) < 1e-9
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["model.tflite"]  # no scratch files left
     report = invoke("report", run_dir, "--out", tmp_path / "report")
     assert report.exit_code == 0, report.output
