@@ -367,17 +367,30 @@ ENTRY_KEY = ("trial", "round", "variant", "weights", "format")
 
 def read_benchmarks(run_dir):
     """The entries of ``<run>/export/benchmark.json`` (none if there is no such file)."""
+    from keras_lottery.rundir import integrity
+
     path = layout.export_benchmark(run_dir)
     if not path.is_file():
         return []
-    found = storage.read_json(path)
-    return found.get("entries", []) if isinstance(found, dict) else []
+    found = integrity.read_json(path)
+    entries = found.get("entries") if isinstance(found, dict) else None
+    if not (isinstance(entries, list) and all(isinstance(e, dict) and "dense" in e and "pruned" in e for e in entries)):
+        raise integrity.DamagedFileError(f"{path} is damaged (no list of entries); remove it and rerun "
+                                         "keras-lottery export --format tflite --benchmark")
+    return entries
 
 
 def save_benchmark(run_dir, entry):
-    """Add ``entry`` to ``<run>/export/benchmark.json``, replacing one with the same key."""
+    """Add ``entry`` to ``<run>/export/benchmark.json``, replacing one with the same key (a
+    damaged file is replaced)."""
+    from keras_lottery.rundir import integrity
+
     key = tuple(entry[k] for k in ENTRY_KEY)
-    entries = [e for e in read_benchmarks(run_dir) if tuple(e.get(k) for k in ENTRY_KEY) != key]
+    try:
+        earlier = read_benchmarks(run_dir)
+    except integrity.DamagedFileError:
+        earlier = []
+    entries = [e for e in earlier if tuple(e.get(k) for k in ENTRY_KEY) != key]
     entries.append(entry)
     entries.sort(key=lambda e: tuple(str(e.get(k)) for k in ENTRY_KEY))
     path = layout.export_benchmark(run_dir)
@@ -426,7 +439,12 @@ def describe_benchmark(entry):
 
 def section(run_dir):
     """The report's Markdown for ``<run>/export/benchmark.json``, or None without one."""
-    entries = read_benchmarks(run_dir)
+    from keras_lottery.rundir import integrity
+
+    try:
+        entries = read_benchmarks(run_dir)
+    except integrity.DamagedFileError as err:
+        return f"Left out: {err}."
     if not entries:
         return None
     return (

@@ -114,6 +114,14 @@ def test_cli_benchmark_writes_export_benchmark_json_and_the_report_section(block
     report = invoke("report", run_dir, "--out", tmp_path / "report")
     assert report.exit_code == 0, report.output
     assert "### Deployed with LiteRT" in (tmp_path / "report" / "report.md").read_text()
+    saved = layout.export_benchmark(run_dir).read_text()
+    layout.export_benchmark(run_dir).write_text("{not json")  # a damaged file leaves the section out, not the report
+    try:
+        report = invoke("report", run_dir, "--out", tmp_path / "report", "--force")
+        assert report.exit_code == 0, report.output
+        assert "Left out:" in (tmp_path / "report" / "report.md").read_text()
+    finally:
+        layout.export_benchmark(run_dir).write_text(saved)
 
 
 def test_a_failed_round_is_refused_with_one_line(block_run, tmp_path):

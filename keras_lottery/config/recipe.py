@@ -366,16 +366,16 @@ def _coerce(value, tp, key):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None and type(None) in typing.get_args(tp):
             return None
-        for arg in args[:-1]:
+        if len(args) == 1:
+            return _coerce(value, args[0], key)
+        for arg in args:
             try:
                 return _coerce(value, arg, key)
             except RecipeError:
                 pass
-        if len(args) > 1 and not isinstance(value, args[-1] if args[-1] is not tuple else list):
-            raise RecipeError(
-                f"recipe key '{key}': must be {' or '.join(_type_name(a) for a in args)}, got {json.dumps(value)}"
-            )
-        return _coerce(value, args[-1], key)
+        raise RecipeError(
+            f"recipe key '{key}': must be {' or '.join(_type_name(a) for a in args)}, got {json.dumps(value)}"
+        )
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise RecipeError(f"recipe key '{key}': must be an object, got {json.dumps(value)}")
