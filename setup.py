@@ -24,9 +24,11 @@ setup(
     python_requires=">=3.10",
     install_requires=requirements,
     # wheel: tests build the package as a wheel; jax: the Keras 3 path is tested on JAX too;
-    # litert: `export --format tflite` (LiteRT's interpreter, the flatbuffer schema), tested too.
+    # litert: `export --format tflite` (LiteRT's interpreter, the flatbuffer schema), tested too;
+    # mkdocs, mkdocs-material, mkdocstrings: tests build the documentation site (docs/, mkdocs.yml).
     extras_require={
-        "test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34", LITERT],
+        "test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34", LITERT, "mkdocs>=1.6", "mkdocs-material>=9.5",
+                 "mkdocstrings[python]>=0.26"],
         "jax": ["jax[cpu]>=0.4.34"],
         "litert": [LITERT],
     },

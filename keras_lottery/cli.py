@@ -1,4 +1,4 @@
-"""Command line: ``keras-lottery run``, ``report``, ``export``, ``analyze`` and ``recipes``.
+"""Command line: ``keras-lottery run``, ``worker``, ``report``, ``export``, ``analyze``, ``recipes`` and ``speed``.
 
 TensorFlow is imported inside the commands, so ``--help`` answers at once.
 """
@@ -78,8 +78,53 @@ def _interruptible(where):
 
 @click.group()
 @click.version_option(package_name="keras-lottery")
-def main():
+@click.option("--verbose", is_flag=True,
+              help="Show TensorFlow's own logging (hidden by default), here and in processes this one starts.")
+def main(verbose):
     """Find, verify and export lottery tickets (Frankle & Carbin, ICLR 2019)."""
+    from keras_lottery import startup
+
+    startup.set_verbose(verbose)
+
+
+def _display_options(command):
+    """--plain and --quiet: what a command shows while it trains (keras_lottery.reporting.progress)."""
+    command = click.option("--quiet", is_flag=True, help="Print only the final table (and errors).")(command)
+    return click.option("--plain", is_flag=True,
+                        help="Plain lines, as in a log file, even on a terminal (default there: a live display).")(command)
+
+
+def _tracking(display, seen):
+    """Let ``display`` remember the run directory and the training under way, for an interruption."""
+    line, started = display.line, display.started
+
+    def tracked_line(text, worker=None):
+        if text.startswith("run directory: "):
+            seen["dir"] = text[len("run directory: "):]
+        line(text, worker)
+
+    def tracked_started(label, *args, worker=None):
+        seen["at"] = label
+        started(label, *args, worker=worker)
+
+    display.line, display.started = tracked_line, tracked_started
+    return display
+
+
+def _where(seen):
+    def where():
+        at = f"in {seen['at']}" if "at" in seen else "before training started"
+        return at + (f" of {seen['dir']}" if "dir" in seen else "")
+    return where
+
+
+def _devices(text):
+    if text is None:
+        return None
+    devices = [part.strip() for part in text.split(",") if part.strip()]
+    if not devices or not all(part.isdigit() for part in devices):
+        _fail(f"--devices takes device numbers separated by commas, e.g. 0,1, got {text!r}")
+    return devices
 
 
 @main.command()
@@ -93,7 +138,12 @@ def main():
               help="tf.distribute strategy (overrides distribute.strategy).")
 @click.option("--keras", "keras_flavour", type=click.Choice(["tf_keras", "keras3"]),
               help="Keras to run (overrides keras): tf_keras with tfmot, or Keras 3 on the backend KERAS_BACKEND names.")
-def run(recipe_path, out, data_path, rounds, trials, overrides, strategy, keras_flavour):
+@click.option("--workers", "workers_count", type=int, default=1, show_default=True,
+              help="Trainings run side by side, each in a worker process (one per CPU core or GPU).")
+@click.option("--devices", metavar="0,1,...", help="GPUs of the workers: worker i trains on device i modulo their number.")
+@_display_options
+def run(recipe_path, out, data_path, rounds, trials, overrides, strategy, keras_flavour, workers_count, devices,
+        plain, quiet):
     """Run the experiment in RECIPE: a JSON file, or the name of a shipped recipe
     (e.g. quickstart_digits; `keras-lottery recipes` lists them)."""
     from keras_lottery.config import catalog
@@ -105,6 +155,7 @@ def run(recipe_path, out, data_path, rounds, trials, overrides, strategy, keras_
         overrides = (*overrides, f"distribute.strategy={strategy}")
     if keras_flavour:
         overrides = (*overrides, f'keras="{keras_flavour}"')
+    devices = _devices(devices)
     try:
         recipe = recipes.load(catalog.find(recipe_path), overrides, data_path, rounds, trials)
         recipe = flavours.resolve(recipe)  # before TensorFlow is imported: the Keras this process runs
@@ -112,48 +163,94 @@ def run(recipe_path, out, data_path, rounds, trials, overrides, strategy, keras_
         _fail(err)
     except RecursionError:
         _fail(f"recipe {recipe_path} is nested too deeply to read; a recipe is a shallow JSON object")
-    for note in recipe.notes():
+    for note in () if quiet else recipe.notes():
         click.echo(f"note: {note}")
-    from keras_lottery.lottery import failures
+    from keras_lottery.lottery import failures, workers
     from keras_lottery import lottery, results
+    from keras_lottery.reporting import progress
 
     start = time.perf_counter()
     seen = {}
-
-    def log(line):  # remembers the run directory and the variant being trained, for an interruption
-        click.echo(line)
-        if line.startswith("run directory: "):
-            seen["dir"] = line[len("run directory: "):]
-        elif line.startswith("trial ") and ": " in line:
-            seen["at"] = line.split(": ")[0]
-
-    def where():
-        at = f"in {seen['at']}" if "at" in seen else "before training started"
-        return at + (f" of {seen['dir']}" if "dir" in seen else "")
-
-    with _interruptible(where):
+    names = workers.worker_names(workers_count) if workers_count > 1 else [None]
+    display = _tracking(progress.choose(plain, quiet, names, echo=click.echo), seen)
+    with _interruptible(_where(seen)):
         try:
-            run_dir, rows = lottery.run(recipe, out, log=log)
+            run_dir, rows = lottery.run(recipe, out, log=display, workers_count=workers_count, devices=devices)
         except _usage_errors() as err:
             _fail(err)
         except RecursionError:
             _fail("the recipe or a file of the run directory is nested too deeply to read; use shallow JSON")
         except (OSError, MemoryError) as err:
             _fault(err)
-    click.echo("")
-    click.echo(results.table(rows, recipe.variants))
-    click.echo(f"\n{len(rows)} results in {run_dir}/results.csv ({time.perf_counter() - start:.0f}s)")
-    _write_report(run_dir)
+        finally:
+            display.close()
+    if quiet:
+        click.echo(results.table(rows, recipe.variants))
+    else:
+        click.echo("")
+        click.echo(results.table(rows, recipe.variants))
+        click.echo(f"\n{len(rows)} results in {run_dir}/results.csv ({time.perf_counter() - start:.0f}s)")
+    _write_report(run_dir, quiet)
     if any(failures.status(row) == failures.FAILED for row in rows):
         _fail(failures.describe(rows, run_dir), code=1)
 
 
-def _write_report(run_dir):
-    """Write the report of a run's finished rounds and say where it is."""
+def _speed():
+    from keras_lottery import speed
+
+    return speed.main
+
+
+main.add_command(_speed(), "speed")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--name", help="This worker's name in claims and lines (default host:pid).")
+@click.option("--data", "data_path", type=click.Path(), help="The run's .npz data, where its path differs on this machine.")
+@click.option("--relay", is_flag=True, hidden=True, help="Started by `run --workers`: report to it.")
+@_display_options
+def worker(run_dir, name, data_path, relay, plain, quiet):
+    """Join the run in RUN_DIR (set up by `keras-lottery run`, on a shared filesystem
+    for many machines) and train its ready trainings until none is left for this worker.
+
+    Exits 0 when the experiment is finished, or early when every training left is claimed
+    by another live worker. Any number of workers may come and go."""
+    from keras_lottery import lottery
+    from keras_lottery.lottery import graph, workers
+    from keras_lottery.reporting import progress
+
+    payload = workers.read_payload(sys.stdin.buffer) if relay else None
+    seen = {"dir": run_dir}
+    display = progress.Relay(click.echo) if relay else progress.choose(plain, quiet, [name], echo=click.echo)
+    display = _tracking(display, seen)
+    with _interruptible(_where(seen)):
+        try:
+            trained = lottery.join(run_dir, name, payload, data_path, until_finished=relay, log=display)
+        except _usage_errors() as err:
+            _fail(err)
+        except (OSError, MemoryError) as err:
+            _fault(err, "the worker")
+        finally:
+            display.close()
+    if not relay:
+        from keras_lottery.config.recipe import parse
+        from keras_lottery.rundir import layout, storage
+
+        done, total, _ = graph.tally(run_dir, parse(storage.read_json(layout.recipe_file(run_dir))))
+        state = "the experiment is finished" if done == total else \
+            f"{total - done} training(s) left, each claimed by another worker or waiting for one"
+        click.echo(f"worker{' ' + name if name else ''}: trained {trained} training(s); {state}")
+
+
+def _write_report(run_dir, quiet=False):
+    """Write the report of a run's finished rounds and say where it is (unless ``quiet``)."""
     from keras_lottery.reporting import report
 
     try:
-        click.echo(f"report: {report.write([run_dir])}")
+        written = report.write([run_dir])
+        if not quiet:
+            click.echo(f"report: {written}")
     except _usage_errors() as err:
         click.echo(f"no report: {err}", err=True)
     except OSError as err:

@@ -17,6 +17,7 @@ from keras_lottery.errors import UsageError
 
 
 KERAS_FILE = "model.keras"  # the Keras 3 model file inside --out
+TFLITE_FILE = "model.tflite"  # the LiteRT model inside --out (keras_lottery.export_tflite)
 
 
 class ExportError(UsageError):
@@ -27,7 +28,8 @@ def build(run_dir, recipe, seed=0):
     """The run's model, unwrapped, with initial weights fixed by ``seed``.
 
     The package's models are built from the recipe; a model of the user's own from the
-    architecture the run saved in ``model.json``.
+    architecture the run saved in ``model.json``: the function a recipe names is never
+    called here (export, report and analyses never run the code a recipe names).
     """
     from keras_lottery.backend import keras
 
@@ -38,8 +40,13 @@ def build(run_dir, recipe, seed=0):
             f"{layout.model_file(run_dir)} is damaged: it lacks input_shape or num_classes; rerun keras-lottery run "
             "with the run's recipe to rewrite it"
         )
-    if recipe.model.name in models.BUILTIN or "architecture" not in saved:
+    if recipe.model.name in models.BUILTIN:
         return models.source(recipe.model, saved["input_shape"], saved["num_classes"]).build(seed)
+    if "architecture" not in saved:  # never call the code a recipe names (docs/recipes-that-name-code.md)
+        raise integrity.DamagedFileError(
+            f"{layout.model_file(run_dir)} is damaged: it lacks the architecture of the model {recipe.model.name}; "
+            "rerun keras-lottery run with the run's recipe to rewrite it"
+        )
     keras.utils.set_random_seed(seed)
     try:
         return keras.models.model_from_json(json.dumps(saved["architecture"]))
@@ -132,16 +139,45 @@ def read_recipe(run_dir):
 
 
 def check_out(run_dir, out, force=False):
-    """Refuse an ``--out`` inside the run directory, or one that holds other files (unless ``force``)."""
+    """Refuse an ``--out`` inside the run directory or holding it, one below a file, or one
+    that holds other files (unless ``force``)."""
     from keras_lottery.rundir import safety
 
     out = Path(out)
     if safety.inside(run_dir, out):
         raise ExportError(f"--out {out} is inside the run directory {run_dir}; export outside it")
+    if safety.inside(out, run_dir):
+        raise ExportError(f"--out {out} holds the run directory {run_dir}; export to a folder outside the run "
+                          "that does not contain it")
+    above = next((parent for parent in out.absolute().parents if parent.exists()), None)
+    if not out.exists() and above is not None and not above.is_dir():
+        raise ExportError(f"--out {out} is below {above}, which is a file, not a folder; choose another --out")
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ExportError(f"--out {out} is not empty; choose an empty or new folder, or pass --force to write over it")
+
+
+# What an export writes into --out (a SavedModel, model.keras on Keras 3, model.tflite): with --force,
+# these are removed before writing, so no file of an earlier export stays beside the new one.
+EXPORTED = ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb", "variables", "assets", KERAS_FILE, TFLITE_FILE)
+EXPORT_MARKERS = ("saved_model.pb", KERAS_FILE, TFLITE_FILE)  # a folder holding one of these holds an earlier export
+
+
+def clear_earlier_export(out):
+    """Remove what an earlier export wrote into ``out`` (:data:`EXPORTED`), and only that:
+    other files stay, links are removed, never followed."""
+    import shutil
+
+    out = Path(out)
+    if not out.is_dir() or not any((out / name).exists() for name in EXPORT_MARKERS):
+        return
+    for name in EXPORTED:
+        path = out / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
 
 
 def written(out):
@@ -172,6 +208,8 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
     ``out`` must be outside the run directory and empty or new, unless ``force``."""
     check_out(run_dir, out, force)
     model = ticket_model(run_dir, round_index, trial, variant, weights)
+    if force:
+        clear_earlier_export(out)
     save(model, out)
     return model
 

@@ -35,7 +35,7 @@ from keras_lottery import export as exporting
 from keras_lottery.lottery import variants
 from keras_lottery.rundir import layout, storage
 
-TFLITE_FILE = "model.tflite"  # inside --out
+TFLITE_FILE = exporting.TFLITE_FILE
 FORMATS = ("savedmodel", "tflite")
 QUANTIZE = ("int8",)
 INSTALL = 'pip install ai-edge-litert (or pip install "keras-lottery[litert]")'
@@ -285,6 +285,8 @@ def export_tflite(run_dir, round_index, out, trial=0, variant=variants.TICKET, w
     if quantize:
         calibration = calibration_examples(run_data(run_dir, exporting.read_recipe(run_dir), data_path))
     out = Path(out)
+    if force:
+        exporting.clear_earlier_export(out)
     out.mkdir(parents=True, exist_ok=True)
     buffer = convert(model, quantize, calibration, scratch=out)
     path = out / TFLITE_FILE

@@ -151,8 +151,9 @@ def write(run_dir, rows):
 
 def table(rows, variant_names):
     """The end-of-run table: per round, % remaining and each variant's early-stop
-    iteration and test accuracy (means over trials). Round 0 is the dense network,
-    shown in every column."""
+    iteration, test accuracy there, and the test accuracy of the network it started from,
+    before any update (means over trials; ``-`` for rows written before start accuracy was
+    recorded). Round 0 is the dense network, shown in every column."""
     ticket = variants.TICKET
     by_key = defaultdict(list)
     failed = {(row["round"], row["variant"]) for row in rows if status(row) == FAILED}
@@ -162,7 +163,7 @@ def table(rows, variant_names):
     round_numbers = sorted({row["round"] for row in rows})
     header = f"{'round':>5} {'remaining':>9}"
     for variant in variant_names:
-        header += f" | {variant + ' ES iter':>20} {'test acc':>8}"
+        header += f" | {variant + ' ES iter':>20} {'test acc':>8} {'start acc':>9}"
     lines = [header, "-" * len(header)]
     for round_index in round_numbers:
         remaining = [r["weights_remaining"] for r in rows if r["round"] == round_index and r["variant"] == ticket]
@@ -175,11 +176,13 @@ def table(rows, variant_names):
             if found:
                 iteration = np.mean([r["early_stop_iteration"] for r in found])
                 accuracy = np.mean([r["early_stop_test_accuracy"] for r in found])
-                line += f" | {iteration:>20.0f} {accuracy:>8.4f}"
+                starts = [r["start_test_accuracy"] for r in found if r.get("start_test_accuracy") is not None]
+                start = f"{np.mean(starts):>9.4f}" if starts else f"{'-':>9}"
+                line += f" | {iteration:>20.0f} {accuracy:>8.4f} {start}"
             elif (round_index, shown) in failed:
-                line += f" | {'failed':>20} {'-':>8}"
+                line += f" | {'failed':>20} {'-':>8} {'-':>9}"
             else:
-                line += f" | {'-':>20} {'-':>8}"
+                line += f" | {'-':>20} {'-':>8} {'-':>9}"
         lines.append(line)
     return "\n".join(lines)
 

@@ -10,6 +10,14 @@ validation + test pass, and projects the recipe's wall time:
 
 Dataset loading, pruning between rounds and file writes are not counted.
 
+``--workers 1,2,8,32`` also projects the wall time with that many workers
+(``keras-lottery run --workers N`` or ``keras-lottery worker``): the experiment's graph
+(:mod:`keras_lottery.lottery.graph`) is walked as the workers walk it, each training
+taking the time measured here, so each worker is assumed as fast as this machine's one
+(a GPU each, or a machine each). Beside it: the total work and the critical path (the
+chain of tickets each trial must train one after another), the bounds no number of
+workers beats.
+
 The Keras measured is the recipes' ``keras`` field (``--keras`` overrides it), on the
 backend ``KERAS_BACKEND`` names for Keras 3, as ``keras-lottery run`` would train them.
 """
@@ -86,6 +94,47 @@ def projected_seconds(r, step_rate, eval_rate):
     return training_steps(r) / step_rate + evaluations(r) * eval_size / eval_rate
 
 
+def _measure_key(r):
+    """Recipes alike in what their speed depends on are measured once."""
+    return (repr(r.model), r.training.batch_size, r.dataset.name, r.dataset.augment, r.training.optimizer,
+            r.training.weight_decay > 0, r.training.eval_batch_size)
+
+
+def node_seconds(r, step_rate, eval_rate):
+    """The seconds of each training of recipe ``r``, a function of its graph node."""
+    from keras_lottery.lottery import graph
+
+    eval_size = r.dataset.validation_size + TEST_SIZE.get(r.dataset.name, 10000)
+
+    def seconds(node):
+        steps = graph.work(r, node)
+        return steps / step_rate + (steps // r.training.eval_every) * eval_size / eval_rate
+
+    return seconds
+
+
+def projection_row(r, step_rate, eval_rate, counts):
+    """A markdown row: the recipe, its total work, critical path and wall time for each worker count."""
+    from keras_lottery.lottery import graph
+
+    seconds = node_seconds(r, step_rate, eval_rate)
+    cells = []
+    for count in counts:
+        wall, total, critical = graph.project(r, seconds, count)
+        cells.append(_duration(wall))
+    return f"| {r.name} | {_duration(total)} | {_duration(critical)} | " + " | ".join(cells) + " |"
+
+
+def _worker_counts(text):
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(not 1 <= count <= 4096 for count in counts):
+        raise UsageError(f"--workers takes worker counts from 1 to 4096 separated by commas, e.g. 1,2,8,32; got {text!r}")
+    return counts
+
+
 def _duration(seconds):
     for unit, size in (("years", 365 * 86400), ("days", 86400), ("hours", 3600), ("min", 60)):
         if seconds >= size:
@@ -110,23 +159,27 @@ def choose_keras(loaded, given=None):
 @click.option("--steps", default=20, show_default=True, help="Timed training steps per model.")
 @click.option("--keras", "keras_flavour", type=click.Choice(flavours.NAMES),
               help="Keras to measure on (default: the recipes' keras; Keras 3's backend from KERAS_BACKEND).")
-def main(paths, steps, keras_flavour):
+@click.option("--workers", "worker_counts", metavar="N,N,...",
+              help="Also project the wall time with these numbers of workers (e.g. 1,2,8,32).")
+def main(paths, steps, keras_flavour, worker_counts):
     """Measure steps/s of each RECIPE's model and project the recipe's wall time."""
     try:
+        counts = _worker_counts(worker_counts) if worker_counts else None
         loaded = [recipes.load(catalog.find(path)) for path in paths]
         choose_keras(loaded, keras_flavour)
     except UsageError as err:
         raise click.UsageError(str(err)) from None
+    from keras_lottery import backend
     from keras_lottery.backend import tf
 
     tf.config.experimental.enable_op_determinism()  # as keras-lottery run does
     click.echo(flavours.describe())
+    click.echo(backend.describe_devices())
     measured = {}
     click.echo("| recipe | batch | steps/s | eval img/s | training steps | evaluations | projected time |")
     click.echo("|---|---:|---:|---:|---:|---:|---:|")
     for r in loaded:
-        key = (repr(r.model), r.training.batch_size, r.dataset.name, r.dataset.augment, r.training.optimizer,
-               r.training.weight_decay > 0, r.training.eval_batch_size)
+        key = _measure_key(r)
         if key not in measured:
             measured[key] = measure(r, steps=steps)
         step_rate, eval_rate = measured[key]
@@ -134,6 +187,12 @@ def main(paths, steps, keras_flavour):
             f"| {r.name} | {r.training.batch_size} | {step_rate:.2f} | {eval_rate:,.0f} | {training_steps(r):,} | "
             f"{evaluations(r):,} | {_duration(projected_seconds(r, step_rate, eval_rate))} |"
         )
+    if counts:
+        click.echo("\nWith workers (each as fast as measured here):\n")
+        click.echo("| recipe | total work | critical path | " + " | ".join(f"{n} worker{'s' * (n > 1)}" for n in counts) + " |")
+        click.echo("|---|---:|---:|" + "---:|" * len(counts))
+        for r in loaded:
+            click.echo(projection_row(r, *measured[_measure_key(r)], counts))
 
 
 if __name__ == "__main__":

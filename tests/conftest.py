@@ -3,6 +3,8 @@
 import copy
 import json
 import os
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,24 @@ def save_recipe(folder, data, name="recipe.json"):
 def write_recipe(tmp_path):
     """Write a recipe dict to a JSON file in tmp_path and return the path."""
     return lambda data, name="recipe.json": save_recipe(tmp_path, data, name)
+
+
+@pytest.fixture
+def write_module(tmp_path, monkeypatch):
+    """A function writing Python source as an importable module (``<prefix>_<test>``) in
+    tmp_path and returning its name; the module is forgotten after the test."""
+    written = []
+
+    def write(source, prefix="usermodels"):
+        name = f"{prefix}_{tmp_path.name.replace('-', '_')}"
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        written.append(name)
+        return name
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture

@@ -54,9 +54,9 @@ def test_the_api_runs_a_users_model_on_arrays(api_run):
     assert {(row["round"], row["variant"]) for row in result.rows} == {
         (0, "ticket"), *((r, v) for r in (1, 2) for v in ("ticket", "random_reinit", "random_prune"))}
     table = result.table()
-    assert table.splitlines()[0].split() == ["round", "remaining", "|", "ticket", "ES", "iter", "test", "acc", "|",
-                                             "random_reinit", "ES", "iter", "test", "acc", "|", "random_prune", "ES",
-                                             "iter", "test", "acc"]
+    assert table.splitlines()[0].split() == ["round", "remaining", "|", "ticket", "ES", "iter", "test", "acc", "start",
+                                             "acc", "|", "random_reinit", "ES", "iter", "test", "acc", "start", "acc",
+                                             "|", "random_prune", "ES", "iter", "test", "acc", "start", "acc"]
     assert storage.read_csv(layout.results_csv(result.run_dir))[0]["variant"] == "ticket"
     assert result.report is not None and result.report.is_file()
     assert any(layout.tensorboard(result.run_dir).rglob("events.out.tfevents.*"))

@@ -317,3 +317,20 @@ def test_modes_and_controls_are_documented():
     for name in ("reshuffle", "signed_constant"):
         assert name in variants.controls() and variants.get(name).label
     assert pruning.criterion_masks is masks.criterion_masks
+
+
+def test_the_end_of_run_table_shows_start_accuracy():
+    """Means over trials; rows written before start accuracy was recorded show '-'."""
+    def row(trial, round_index, variant, start, accuracy=0.9):
+        return {"trial": trial, "round": round_index, "variant": variant, "weights_remaining": 100.0 / (round_index + 1),
+                "early_stop_iteration": 100, "early_stop_test_accuracy": accuracy, "final_test_accuracy": accuracy,
+                "best_val_loss": 0.1, "status": "ok", "start_test_accuracy": start}
+
+    rows = [row(0, 0, "ticket", 0.1), row(1, 0, "ticket", 0.2), row(0, 1, "ticket", 0.5), row(1, 1, "ticket", 0.7),
+            row(0, 1, "random_reinit", None), row(1, 1, "random_reinit", None)]
+    lines = results.table(rows, ("ticket", "random_reinit")).splitlines()
+    assert lines[0].split() == ["round", "remaining", "|", "ticket", "ES", "iter", "test", "acc", "start", "acc",
+                                "|", "random_reinit", "ES", "iter", "test", "acc", "start", "acc"]
+    assert lines[2].split() == ["0", "100.0%", "|", "100", "0.9000", "0.1500", "|", "100", "0.9000", "0.1500"]
+    assert lines[3].split() == ["1", "50.0%", "|", "100", "0.9000", "0.6000", "|", "100", "0.9000", "-"]
+    assert len(lines[2]) == len(lines[3])  # rows aligned, "-" where nothing was measured

@@ -213,8 +213,8 @@ def test_bad_supplied_types_give_one_line(supplied, match):
 
 def test_bad_user_arrays_give_one_line():
     x, y = np.zeros((30, 4), np.float32), labels(30, 3, 0)
-    refused("x_train must be uint8 .* or floating point .*, got int64", data.load, config(5),
-            (x.astype(np.int64), y, x, y))
+    refused("x_train must be uint8 .*, integer ids .* or floating point .*, got complex64", data.load, config(5),
+            (x.astype(np.complex64), y, x, y))  # integer inputs are ids (tests/flavoured/test_hardening_flavoured.py)
     refused(r"x_test is float32 \(5,\) per example but x_train is float32 \(4,\)", data.load, config(5),
             (x, y, np.zeros((30, 5), np.float32), y))
     refused(r"x_train must be shaped \(N, ...\)", data.load, config(5), (np.zeros(30, np.float32), y, x, y))

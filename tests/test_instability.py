@@ -175,8 +175,8 @@ def test_the_command_writes_the_table_figures_and_a_report_section(analyzed):
     (["--rounds", "zero"], "comma list of integers"),
     (["--rewind-points", "30"], "not a multiple of training.eval_every"),
     (["--rewind-points", "60"], "not before the end of training"),
-    (["--alphas", "1"], "--alphas must be at least 2"),
-    (["--copies", "1"], "--copies must be at least 2"),
+    (["--alphas", "1"], "--alphas must be from 2 (both ends of the line) to 1001"),
+    (["--copies", "1"], "--copies must be from 2 (a line needs two ends) to 64"),
     (["--trial", "3"], "trial 3 is not in"),
 ])
 def test_bad_options_are_refused_in_one_line_with_exit_2_and_nothing_written(pristine, tmp_path, options, message):

@@ -165,7 +165,7 @@ def test_rerun_skips_finished_rounds_and_extends(tmp_path):
     recipe = recipes.parse(merge(TINY, {"pruning": {"rounds": 3}, "controls": []}))
     _, rows = lottery.run(recipe, out, log=logs.append)
     assert summary.stat().st_mtime_ns == stamp  # round 1 was not redone
-    trained = [line for line in logs if "training" in line]
+    trained = [line for line in logs if ": training " in line]
     assert len(trained) == 1 and "round 2/2 ticket" in trained[0]
     assert [r["round"] for r in rows] == [0, 1, 2]
 

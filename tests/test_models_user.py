@@ -1,7 +1,6 @@
 """The user's own model: built from a recipe's module:function or a Python function, pruned by layer type."""
 
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -196,12 +195,8 @@ NOT_A_FUNCTION = 3
 
 
 @pytest.fixture
-def user_module(tmp_path, monkeypatch):
-    name = f"usermodels_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    sys.modules.pop(name, None)
+def user_module(write_module):
+    return write_module(MODULE)
 
 
 def test_module_function_gets_options_as_keywords(user_module):
@@ -230,7 +225,7 @@ def test_module_function_with_one_positional_parameter_gets_the_seed(user_module
      r"no_such_module_xyz.py or add that folder to PYTHONPATH\)$"),
     ("{module}:missing", ModelError, r"^model.name '{module}:missing': module '{module}' \(.*{module}.py\) has no "
                                      r"function 'missing'; define it there or fix the name$"),
-    ("{module}:NOT_A_FUNCTION", ModelError, r"is a int, not a function$"),
+    ("{module}:NOT_A_FUNCTION", ModelError, r"is an int, not a function; name a function \(def\) that returns the model$"),
 ])
 def test_missing_module_or_function_is_one_line(user_module, name, error, message):
     name, message = name.format(module=user_module), message.format(module=user_module)
@@ -248,10 +243,10 @@ def test_module_whose_import_fails_on_a_missing_dependency(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"width": 3, "colour": "red"}, r"^recipe key 'model.options.colour': .*:build has no parameter 'colour'; "
+    ({"width": 3, "colour": "red"}, r"^recipe key 'model.colour': .*:build has no parameter 'colour'; "
                                     r"its parameters are width, depth$"),
-    ({}, r"^recipe key 'model.options': .*:build needs argument 'width'; set model.options.width$"),
-    ({"width": 3, "seed": 1}, r"^recipe key 'model.options.seed': keras-lottery passes"),
+    ({}, r"^recipe key 'model': .*:build needs argument 'width'; set model.width$"),
+    ({"width": 3, "seed": 1}, r"^recipe key 'model.seed': keras-lottery passes"),
 ])
 def test_bad_options_are_refused(user_module, options, message):
     with pytest.raises(RecipeError, match=message):
@@ -259,7 +254,7 @@ def test_bad_options_are_refused(user_module, options, message):
 
 
 def test_recipe_refuses_a_seed_option():
-    with pytest.raises(RecipeError, match=r"^recipe key 'model.options.seed': "):
+    with pytest.raises(RecipeError, match=r"^recipe key 'model.seed': "):
         ModelConfig(name="mod:build", options={"seed": 3}).check("model")
 
 
@@ -360,7 +355,7 @@ def test_non_model_is_refused(returned, message):
         models.source(returned, (4,), 2).build(0)
     with pytest.raises(ModelError, match=r"got a built Sequential; pass the function that builds it"):
         models.source(keras.Sequential([keras.layers.Dense(2)]), (4,), 2)
-    with pytest.raises(ModelError, match=r"must be a built-in model name, a ModelConfig or a function.*got a int"):
+    with pytest.raises(ModelError, match=r"must be a built-in model name, a ModelConfig or a function.*got an int"):
         models.source(3, (4,), 2)
     with pytest.raises(ModelError, match=r"model.name 'nosuch': not a built-in model"):
         models.source("nosuch", (4,), 2)

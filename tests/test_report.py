@@ -154,6 +154,26 @@ def test_tensorboard_scalars_and_surviving_weight_histograms(tmp_path):
     assert len(_events(run / "tensorboard" / "trial_1" / "weights").Tensors("weights_trained/logits")) == 3
 
 
+@pytest.mark.parametrize("mode", ["weights", "learning_rate", "finetune"])
+def test_weights_at_init_show_the_weights_each_round_really_started_from(tmp_path, mode):
+    """θ0 (θk) when rewinding weights; the previous round's trained weights when the
+    survivors keep them (learning-rate rewinding and fine-tuning, iterative pruning)."""
+    from keras_lottery.backend import tf
+
+    run = make_run(tmp_path / "run")
+    storage.write_json(run / "recipe.json", merge(TINY, {"name": "handmade", "trials": 2, "rewind": {"mode": mode}}))
+    report.write([run])
+    weights = _events(run / "tensorboard" / "trial_1" / "weights")
+    for layer in LAYERS:
+        events = weights.Tensors(f"weights_at_init/{layer}")
+        assert [e.step for e in events] == [0, 1, 2]
+        for event in events:
+            start = _weights(0) if mode == "weights" or event.step == 0 else _weights(10 + event.step - 1)
+            kept = start[f"{layer}/kernel"][_masks(RESULTS[(event.step, "ticket")][0])[layer].astype(bool)]
+            buckets = tf.make_ndarray(event.tensor_proto)  # (left, right, count): the range is min..max
+            assert (buckets[0, 0], buckets[-1, 1]) == pytest.approx((kept.min(), kept.max()), abs=1e-6)
+
+
 def test_bad_input_is_one_line_error(tmp_path):
     runner = CliRunner()
     first, second = make_run(tmp_path / "a"), make_run(tmp_path / "b")

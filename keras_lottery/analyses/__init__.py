@@ -22,10 +22,13 @@ section to the run's report. Adding one is one module in this package plus its t
             return f"![figure]({link('figure.png')})"   # markdown for the report, or None
 
 Modules of this package are imported (and so registered) on first use of the registry.
-:func:`analyze` holds the run directory's lock while an analysis runs, saves its
-options in ``options.json`` and refuses to mix the results of other options into the
-same folder. An analysis resumes by skipping the work whose files already exist in its
-folder (write them with :mod:`keras_lottery.rundir.storage`, atomically).
+:func:`analyze` checks the options first (``check``, so a bad option is refused as such),
+holds the run directory's lock while an analysis runs and saves its options in
+``options.json``. An analysis that brings what its folder holds in line with new options
+itself (recomputing what they change, adding what they extend: more rounds or rewind
+points) sets ``adapts = True``; for any other, a folder holding the results of other
+options is refused. An analysis resumes by skipping the work whose files already exist in
+its folder (write them with :mod:`keras_lottery.rundir.storage`, atomically).
 """
 
 import dataclasses
@@ -65,6 +68,7 @@ class Analysis:
     name = ""
     description = ""
     Options = NoOptions
+    adapts = False  # True: run() reuses, recomputes or extends outputs of other options itself
 
     def check(self, run, options):
         """Refuse options that do not fit ``run`` (raise :class:`AnalysisError`). Called
@@ -166,13 +170,13 @@ def analyze(name, run_dir, values=None, log=print):
     out = folder(run.path, name)
     saved_options = out / layout.ANALYSIS_OPTIONS
     wanted = dataclasses.asdict(options)
+    analysis.check(run, options)  # a bad option is refused as such, whatever the folder holds
     with locking.hold(run.path):
-        if saved_options.is_file() and storage.read_json(saved_options) != wanted:
+        if not analysis.adapts and saved_options.is_file() and storage.read_json(saved_options) != wanted:
             raise AnalysisError(
                 f"{out} holds results of other options ({storage.read_json(saved_options)}); "
                 f"rerun with those options, or remove {out} to start afresh"
             )
-        analysis.check(run, options)
         out.mkdir(parents=True, exist_ok=True)
         storage.write_json(saved_options, wanted)
         analysis.run(run, options, out, log)

@@ -24,7 +24,8 @@ dataset, loaded again from its recipe; when it cannot be loaded or is not the da
 trained on (its fingerprint in ``identity.json`` differs), the grid is left out with a note.
 
 Rounds trained before 0.2 have no predictions; they are left out, with a note. A round file
-is recomputed only when the trials it was made from change, so a killed analysis resumes.
+is recomputed only when the trials it was made from, ``--variant`` or ``--alpha`` change, so a
+killed analysis resumes and a call with other options reuses what they do not change.
 """
 
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ SUMMARY = "forgetting.json"
 GRID = "pies.png"
 GRID_INFO = "pies.json"
 OLD = "no predictions stored for rounds made before 0.2"
+
+
+MAX_TOP = 1000  # classes listed per sparsity: more than any classification dataset's table can show
+MAX_GRID = 400  # PIE images in the grid: a larger figure is unreadable (and slow to draw)
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class Forgetting(Analysis):
     description = ("What pruning forgets (Hooker et al. 2019): per-class accuracy change against the overall "
                    "change, Welch's t-test per class, Pruning Identified Exemplars")
     Options = Options
+    adapts = True  # a round file made with another --variant or --alpha is recomputed; --top and --grid redraw
 
     def check(self, run, options):
         allowed = [v for v in variants.names() if v == variants.TICKET or v in run.recipe.variants]
@@ -149,10 +155,10 @@ class Forgetting(Analysis):
                                 f"choose one of {', '.join(allowed)}")
         if not 0.0 < options.alpha < 1.0:
             raise AnalysisError(f"analysis forgetting: --alpha {options.alpha} must lie between 0 and 1, e.g. 0.05")
-        if options.top < 1:
-            raise AnalysisError(f"analysis forgetting: --top {options.top} must be at least 1")
-        if options.grid < 0:
-            raise AnalysisError(f"analysis forgetting: --grid {options.grid} must be 0 (no grid) or more")
+        if not 1 <= options.top <= MAX_TOP:
+            raise AnalysisError(f"analysis forgetting: --top {options.top} must be from 1 to {MAX_TOP}")
+        if not 0 <= options.grid <= MAX_GRID:
+            raise AnalysisError(f"analysis forgetting: --grid {options.grid} must be from 0 (no grid) to {MAX_GRID}")
 
     def run(self, run, options, folder, log):
         self.check(run, options)
@@ -193,14 +199,15 @@ class Forgetting(Analysis):
             path = round_file(folder, round_index)
             trials = {"dense": sorted(dense), "sparse": sorted(sparse)}
             saved = storage.read_json(path) if path.is_file() else None
-            if saved is None or saved.get("trials") != trials:
+            if saved is None or saved.get("trials") != trials or saved.get("variant") != options.variant \
+                    or saved.get("alpha") != options.alpha:  # made with other options: recomputed
                 found = [row for row in ok if row["round"] == round_index and row["variant"] == options.variant]
                 flops = [row.get("flops_remaining") for row in found if row.get("flops_remaining") is not None]
                 num = int(max([num_classes] + [p.max() + 1 for p in sparse.values()]))
                 compared = compare([dense[t] for t in trials["dense"]], [sparse[t] for t in trials["sparse"]],
                                    labels, num, options.alpha)
                 saved = _plain({
-                    "round": round_index, "variant": options.variant, "trials": trials,
+                    "round": round_index, "variant": options.variant, "alpha": options.alpha, "trials": trials,
                     "weights_remaining": float(np.mean([row["weights_remaining"] for row in found])),
                     "flops_remaining": float(np.mean(flops)) if flops else None,
                     **compared,
@@ -226,7 +233,7 @@ class Forgetting(Analysis):
 
     def _grid(self, run, last, labels, options, folder, log):
         info_path = folder / GRID_INFO
-        wanted = {"round": last["round"], "trials": last["trials"], "grid": options.grid}
+        wanted = {"round": last["round"], "variant": options.variant, "trials": last["trials"], "grid": options.grid}
         if options.grid == 0 or not last["pie_indices"]:
             storage.write_json(info_path, {**wanted, "note": "no PIEs to show" if options.grid else "grid off"})
             return

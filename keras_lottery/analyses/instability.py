@@ -26,7 +26,9 @@ Outputs in ``RUN_DIR/analyses/instability/``: ``copies/`` (each trained copy),
 ``instability.csv`` and ``instability.json`` (the table), ``error_along_alpha.png`` and
 ``barrier_vs_k.png``. Every file is written atomically and work whose file exists is
 skipped, so a killed analysis resumes where it was (inside a copy's training from its
-newest mid-round checkpoint).
+newest mid-round checkpoint). A later call extends the folder: its rounds and rewind points
+are added to the table, and other ``--alphas`` or ``--copies`` recompute the curves from the
+saved copies (training only the copies that are missing).
 
 Training needs the data, which the rest of ``analyze`` never reads: the run's
 ``recipe.json`` names it (an npz file by its absolute path, ``digits`` or a
@@ -58,6 +60,13 @@ CURVES_DIR = "curves"
 THETA_DIR = "theta_k"
 WORK_DIR = "work"  # sessions' mid-round checkpoints while a copy (or a replay) trains
 COLUMNS = ("trial", "round", "weights_remaining", "k", "theta_k", "barrier", "barrier_max", "end_errors", "alphas")
+
+
+# The most of each count an analysis accepts: far beyond what anyone plots or can train, and
+# refused past it in one line (a huge count would only exhaust memory or time).
+MAX_ALPHAS = 1001
+MAX_COPIES = 64
+MAX_POINTS = 256  # rewind points, and rounds, per call
 
 
 @dataclass(frozen=True)
@@ -163,14 +172,18 @@ def chosen_points(recipe, options):
 
 
 def check_options(run, options):
-    if options.alphas < 2:
+    if not 2 <= options.alphas <= MAX_ALPHAS:
         raise AnalysisError(
-            f"analysis {NAME}: --alphas must be at least 2 (both ends of the line), got {options.alphas}"
+            f"analysis {NAME}: --alphas must be from 2 (both ends of the line) to {MAX_ALPHAS}, got {options.alphas}"
         )
-    if options.copies < 2:
+    if not 2 <= options.copies <= MAX_COPIES:
         raise AnalysisError(
-            f"analysis {NAME}: --copies must be at least 2 (a line needs two ends), got {options.copies}"
+            f"analysis {NAME}: --copies must be from 2 (a line needs two ends) to {MAX_COPIES}, got {options.copies}"
         )
+    for option, text in (("rewind-points", options.rewind_points), ("rounds", options.rounds)):
+        if len(parse_list(text, option)) > MAX_POINTS:
+            raise AnalysisError(f"analysis {NAME}: --{option} lists more than {MAX_POINTS} values; pass at most "
+                                f"{MAX_POINTS} per call (results of earlier calls are kept)")
     if not 0 <= options.trial < run.recipe.trials or not layout.init_weights(run.path, options.trial).is_file():
         raise AnalysisError(f"analysis {NAME}: trial {options.trial} is not in {run.path}; pass --trial of a run trial")
     check_backend(run)
@@ -323,17 +336,30 @@ def line_errors(experiment, first, second, masks, alphas):
     return [test_error(experiment, interpolate(first, second, alpha), masks) for alpha in alphas]
 
 
-def measure(experiment, run, options, folder, round_index, k, log):
-    """The curve of one round and k: train (or read) the copies, interpolate every pair."""
-    trial = options.trial
+def copies_of(entry):
+    """How many copies a curve entry interpolates (entries before 0.4 do not say: from its pairs)."""
+    return entry.get("copies") or 1 + max((j for _, j in entry.get("pairs", [[0, 1]])), default=1)
+
+
+def is_current(entry, options):
+    """Whether a saved curve was measured with ``options``' alphas and copies."""
+    return entry.get("alphas") == alpha_grid(options.alphas) and copies_of(entry) == options.copies
+
+
+def measure(experiment, run, options, folder, trial, round_index, k, log, previous=None):
+    """The curve of one trial, round and k: train (or read) the copies, interpolate every pair.
+    ``previous`` is the curve saved with other options, whose copies are reused."""
     masks = storage.load_arrays(layout.mask(run.path, trial, round_index, variants.TICKET))
     remaining = next(float(row["weights_remaining"]) for row in run.rows
                      if int(row["trial"]) == trial and int(row["round"]) == round_index
                      and row["variant"] == variants.TICKET)
-    start, source = theta_k(experiment, trial, k, folder, log)
+    paths = [copy_file(folder, trial, round_index, k, index) for index in range(options.copies)]
+    if previous is not None and all(path.is_file() for path in paths):
+        start, source = None, previous["theta_k"]  # nothing to train: θk is not needed
+    else:
+        start, source = theta_k(experiment, trial, k, folder, log)
     trained = []
-    for index in range(options.copies):
-        path = copy_file(folder, trial, round_index, k, index)
+    for index, path in enumerate(paths):
         if not path.is_file():
             work = folder / WORK_DIR / path.stem
             weights = train_copy(experiment, trial, round_index, k, start, masks, remaining, index, work)
@@ -349,9 +375,21 @@ def measure(experiment, run, options, folder, round_index, k, log):
     end_errors = [curves[0][0]] + [curves[n][-1] for n, (i, _) in enumerate(pairs) if i == 0]
     return {
         "trial": trial, "round": round_index, "weights_remaining": remaining, "k": k, "theta_k": source,
-        "alphas": alphas, "pairs": pairs, "errors": curves, "barriers": barriers,
+        "alphas": alphas, "copies": len(trained), "pairs": pairs, "errors": curves, "barriers": barriers,
         "barrier": float(np.mean(barriers)), "barrier_max": float(np.max(barriers)), "end_errors": end_errors,
     }
+
+
+def saved_curves(folder):
+    """``(trial, round, k)`` of every curve in ``folder`` (measured by this or an earlier call)."""
+    found = []
+    for path in sorted((Path(folder) / CURVES_DIR).glob("trial_*_round_*_k_*.json")):
+        parts = path.stem.split("_")
+        try:
+            found.append((int(parts[1]), int(parts[3]), int(parts[5])))
+        except (IndexError, ValueError):
+            continue
+    return found
 
 
 # ---- the table and figures -----------------------------------------------------------------
@@ -431,6 +469,7 @@ class Instability(Analysis):
     description = ("linear mode connectivity (Frankle et al. 2020): train each ticket from θk twice under "
                    "different data orders and measure the test-error barrier along the line between them")
     Options = Options
+    adapts = True  # new rounds and k add to the table; other alphas or copies recompute the curves
 
     def __init__(self):
         self._checked = None  # (run path, options, splits): the data check() loaded, for run()
@@ -447,16 +486,25 @@ class Instability(Analysis):
             splits = load_data(run, options)
         self._checked = None
         experiment = experiment_for(run, splits, log)
-        entries = []
-        for round_index in wanted_rounds:
-            for k in points:
-                path = curve_file(folder, options.trial, round_index, k)
-                if not path.is_file():
-                    storage.write_json(path, measure(experiment, run, options, folder, round_index, k, log))
-                entry = storage.read_json(path)
-                entries.append(entry)
-                log(f"instability round {round_index} ({entry['weights_remaining']:.1f}% remaining) k={k}: "
-                    f"barrier {entry['barrier']:.4f}, end errors {', '.join(f'{x:.4f}' for x in entry['end_errors'])}")
+        wanted = [(options.trial, round_index, k) for round_index in wanted_rounds for k in points]
+        entries, left_out = [], []
+        for key in sorted(set(wanted) | set(saved_curves(folder))):
+            trial, round_index, k = key
+            path = curve_file(folder, trial, round_index, k)
+            entry = storage.read_json(path) if path.is_file() else None
+            if entry is None or not is_current(entry, options):
+                copies = [copy_file(folder, trial, round_index, k, i) for i in range(options.copies)]
+                if key not in wanted and not all(path.is_file() for path in copies):
+                    left_out.append(f"round {round_index} k={k}" + (f" (trial {trial})" if trial != options.trial else ""))
+                    continue  # an earlier call's curve that other --copies would have to train again
+                entry = measure(experiment, run, options, folder, trial, round_index, k, log, previous=entry)
+                storage.write_json(path, entry)
+            entries.append(entry)
+            log(f"instability round {round_index} ({entry['weights_remaining']:.1f}% remaining) k={k}: "
+                f"barrier {entry['barrier']:.4f}, end errors {', '.join(f'{x:.4f}' for x in entry['end_errors'])}")
+        if left_out:
+            log(f"instability: note: {', '.join(left_out)} of an earlier call left out of the table: they were "
+                f"measured with other --copies; pass their --rounds/--rewind-points to train {options.copies} copies")
         shutil.rmtree(folder / WORK_DIR, ignore_errors=True)  # leftovers of a killed analysis
         storage.write_csv(folder / TABLE_CSV, table_rows(entries), COLUMNS)
         storage.write_json(folder / TABLE_JSON, entries)

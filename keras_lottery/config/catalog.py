@@ -65,10 +65,11 @@ def headline(description):
 
 
 def kernel_weight_count(recipe):
-    """The model's kernel weights on the dataset's input shape, or None for npz data."""
+    """The model's kernel weights on the dataset's input shape, or None for npz data and for a
+    model of the user's own (listing recipes never runs the code they name)."""
     from keras_lottery import models
 
-    if recipe.dataset.name not in DATASET_SHAPES:
+    if recipe.dataset.name not in DATASET_SHAPES or recipe.model.name not in models.BUILTIN:
         return None
     shape, classes = DATASET_SHAPES[recipe.dataset.name]
     return models.kernel_weight_count(models.build(recipe.model, shape, classes, seed=0))
@@ -103,3 +104,62 @@ def table(catalog_rows):
         str(c).rjust(w) if i == 3 else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
     ).rstrip()
     return "\n".join([fmt(header)] + [fmt(line) for line in lines])
+
+
+def citation(description):
+    """The paper, section and figure a recipe's description cites: the parenthesis that ends
+    its :func:`headline` (e.g. ``Frankle & Carbin 2019, Section 2, Figures 1, 3 and 4``), or
+    None when it cites nothing."""
+    head = headline(description)
+    if not head.endswith(")"):
+        return None
+    depth = 0
+    for at in range(len(head) - 1, -1, -1):  # the "(" matching the final ")"
+        depth += {")": 1, "(": -1}.get(head[at], 0)
+        if depth == 0:
+            return head[at + 1:-1]
+    return None
+
+
+def _settings(recipe):
+    """The settings of a recipe that set experiments apart, in one line."""
+    training, pruning = recipe.training, recipe.pruning
+    schedule = f"{training.optimizer} {training.learning_rate:g}"
+    if training.momentum:
+        schedule += f" momentum {training.momentum:g}"
+    if training.warmup_iterations:
+        schedule += f", warmup {training.warmup_iterations:,}"
+    if training.lr_drops:
+        schedule += f", ×{training.lr_drop_factor:g} at {', '.join(f'{d:,}' for d in training.lr_drops)}"
+    rates = ", ".join(f"{kind} {rate:.0%}" for kind, rate in pruning.rates.items())
+    rewind = f"θ{recipe.rewind.iteration}" if recipe.rewind.iteration else "θ0"
+    return (f"{schedule}, batch {training.batch_size}, {training.iterations:,} iterations; {pruning.method} "
+            f"{pruning.scope} pruning ({rates} per round, criterion {pruning.criterion}), {pruning.rounds} rounds; "
+            f"rewind: {recipe.rewind.mode} to {rewind}; controls: {', '.join(recipe.controls) or 'none'}; "
+            f"{recipe.trials} trial{'s' if recipe.trials > 1 else ''}")
+
+
+def markdown(directory=None):
+    """The shipped recipes (or ``directory``'s) as Markdown: a table of every recipe with the
+    paper, section and figure it reproduces, then one section per recipe with its description
+    and settings. The documentation site's recipe page is built from it, so a new recipe file
+    appears there without editing the documentation. TensorFlow-free."""
+    found = []
+    for path in recipe_paths(directory):
+        try:
+            recipe = recipes.load(path)
+        except recipes.RecipeError as err:
+            raise recipes.RecipeError(f"{path}: {err}") from None
+        raw = json.loads(path.read_text())
+        found.append((path.stem, recipe, raw.get("extends") if isinstance(raw, dict) else None))
+    lines = ["| recipe | model | dataset | paper, section, figure |", "| --- | --- | --- | --- |"]
+    for name, recipe, _ in found:
+        cited = citation(recipe.description) or "-"
+        lines.append(f"| [`{name}`](#{name}) | `{recipe.model.name}` | `{recipe.dataset.name}` | {cited} |")
+    for name, recipe, extends in found:
+        lines += ["", f"### `{name}`", "", recipe.description, ""]
+        lines.append(f"- **Settings**: {_settings(recipe)}.")
+        if extends:
+            lines.append(f"- **Extends** `{extends}` and states only what differs.")
+        lines += [f"- **Run it**: `keras-lottery run {name}`; print it resolved: `keras-lottery recipes show {name}`."]
+    return "\n".join(lines) + "\n"

@@ -51,6 +51,8 @@ INITIALIZERS = (
 MAX_NAME = 200  # characters of a recipe name (a folder name is at most 255 bytes)
 MAX_BATCH = 2 ** 24  # examples per batch: far beyond any machine, well within what TensorFlow indexes
 MAX_ITERATIONS = 2 ** 40
+MAX_ROUNDS = 1000  # pruning rounds: at the smallest useful rate (1%) 1000 rounds leave 0.004% of the weights
+MAX_TRIALS = 10000
 
 
 class RecipeError(UsageError):
@@ -131,7 +133,7 @@ class ModelConfig:
                 )
             if "seed" in self.options:
                 raise RecipeError(
-                    f"recipe key '{key}.options.seed': keras-lottery passes each build's seed itself "
+                    f"recipe key '{key}.seed': keras-lottery passes each build's seed itself "
                     "(to the function's `seed` parameter); remove it"
                 )
             return
@@ -242,6 +244,7 @@ class PruningConfig:
                 f"every rate must be the same, got {json.dumps(self.rates)}; use scope 'layerwise'"
             )
         _require(self.rounds >= 1, f"{key}.rounds", "an integer >= 1 (round 0 is the dense network)", self.rounds)
+        _require(self.rounds <= MAX_ROUNDS, f"{key}.rounds", f"an integer <= {MAX_ROUNDS}", self.rounds)
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,7 @@ class Recipe:
             _require(control in variants.controls(), "controls", f"a list of {', '.join(variants.controls())}", control)
         _require(len(set(self.controls)) == len(self.controls), "controls", "a list without repeats", list(self.controls))
         _require(self.trials >= 1, "trials", "an integer >= 1", self.trials)
+        _require(self.trials <= MAX_TRIALS, "trials", f"an integer <= {MAX_TRIALS}", self.trials)
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         _require(self.keras in flavours.NAMES, "keras", f"one of {', '.join(flavours.NAMES)}", self.keras)
         _require(
@@ -496,8 +500,16 @@ def merge(base: dict, changes: dict) -> dict:
     return result
 
 
+MAX_EXTENDS = 64  # files in one extends chain: far more than any family of recipes needs
+
+
 def _read_extending(path: Path, chain: tuple) -> dict:
     """Read ``path``, which the files of ``chain`` extend (the first is the file asked for)."""
+    if len(chain) >= MAX_EXTENDS:
+        raise RecipeError(
+            f"recipe {chain[0]}: its chain of 'extends' is longer than {MAX_EXTENDS} files (it reaches {path}); "
+            "shorten it by writing out in full a recipe it extends"
+        )
     data = _read_json(path)
     try:
         check_keys(data, extra=(EXTENDS,))

@@ -52,7 +52,7 @@ class DataError(UsageError):
 
 @dataclass
 class Splits:
-    """Inputs (float32, normalized) and integer labels for each split.
+    """Inputs (float32, normalized; or integer ids as given) and integer labels for each split.
 
     Built-in image sources give NHWC images (a channel axis is added to grey images);
     user data keeps the shape it was given. ``fingerprint`` identifies the raw data (see
@@ -94,7 +94,11 @@ def load(config, supplied=None) -> Splits:
 
     User inputs may have any shape the model accepts, ``(N, ...)``; labels are integers
     shaped ``(N,)`` or ``(N, 1)``, 0..C-1 with every class in the training data. Float
-    inputs are used as given (as float32). uint8 inputs are scaled to [0, 1] and
+    inputs are used as given (as float32). Other integer inputs (int8 to int64, uint16 to
+    uint64) are ids, tokens for an Embedding: used as given (int32, or int64 beyond its
+    range), never normalized, and 0 or more. :func:`keras_lottery.run` passes uint8 inputs
+    as such ids too when the model takes integers or feeds its input to an Embedding
+    (:func:`keras_lottery.models.layers.takes_ids`). Other uint8 inputs are scaled to [0, 1] and
     standardized with the mean and standard deviation of the training split (after the
     validation hold-out): per channel (the last axis) when inputs have 4 or more axes
     (``(N, H, W, C)``), otherwise one mean and one deviation over all values (``(N, H, W)``
@@ -229,6 +233,12 @@ def _user_splits(source, digest, x_train, y_train, x_val, y_val, x_test, y_test)
 
         def prepare(x):
             return ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    elif np.issubdtype(x_train.dtype, np.integer):  # ids (tokens for an Embedding): never normalized
+        wide = max(int(x.max()) for x in (x_train, x_val, x_test)) > np.iinfo(np.int32).max
+        normalization = f"as given (integer ids, {'int64' if wide else 'int32'})"
+
+        def prepare(x):
+            return x.astype(np.int64 if wide else np.int32)
     else:
         normalization = "as given (float32)"
 
@@ -275,10 +285,16 @@ def check_user_data(source, splits):
             raise DataError(f"{source}: x_{split} must be shaped (N, ...) with at least one example, got {x.shape}")
         if 0 in x.shape:
             raise DataError(f"{source}: x_{split} has a dimension of size 0 {x.shape}; every example needs values")
-        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
             raise DataError(
-                f"{source}: x_{split} must be uint8 (standardized with the training statistics) or floating "
-                f"point (used as given), got {x.dtype}; convert it with .astype(np.float32)"
+                f"{source}: x_{split} must be uint8 (standardized with the training statistics), integer ids "
+                f"(used as given) or floating point (used as given), got {x.dtype}; convert it with .astype(np.float32)"
+            )
+        if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.integer) and (
+                x.min() < 0 or int(x.max()) > np.iinfo(np.int64).max):
+            raise DataError(
+                f"{source}: x_{split} holds integers from {x.min()} to {x.max()}; integer inputs are ids (e.g. tokens "
+                "for an Embedding), 0 or more: shift them, or convert them with .astype(np.float32) to use them as numbers"
             )
         if x.dtype != x_first.dtype or x.shape[1:] != x_first.shape[1:]:
             raise DataError(
@@ -316,11 +332,18 @@ def read_dataset(split, ds):
         raise DataError(f"the {split} dataset has elements of unknown rank {spec}; give its tensors static ranks")
     batched = _is_batched(x_spec.shape, y_spec.shape)
     xs, ys = [], []
+    limit, read = read_limit(), 0
     for x, y in ds.as_numpy_iterator():
         if batched and len(x) != len(y):
             raise DataError(f"the {split} dataset has a batch of {len(x)} inputs but {len(y)} labels; pair each input with one label")
         xs.append(x)
         ys.append(y)
+        read += np.asarray(x).nbytes + np.asarray(y).nbytes
+        if read > limit:  # a dataset whose length TensorFlow cannot tell (e.g. .repeat().filter(...))
+            raise DataError(
+                f"the {split} dataset yielded more than {_gb(limit)} without ending (a quarter of the memory "
+                "available, the most one split may take); pass a finite dataset that fits (e.g. .take(N)), or arrays"
+            )
     if not xs:
         raise DataError(f"the {split} dataset is empty; every split needs at least one example")
     try:
@@ -387,6 +410,13 @@ def _available_memory():
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def read_limit():
+    """Bytes of one tf.data split read into memory at most: a quarter of the memory available
+    now (the float32 copy of uint8 inputs is four times larger), or 16 GB where unknown."""
+    available = _available_memory()
+    return max(available // 4, 1 << 20) if available else 16 * 10**9
 
 
 def _gb(n):
@@ -477,8 +507,9 @@ def _internet_reachable(host="storage.googleapis.com", port=443, timeout=3.0):
 
 
 def _first_line(err):
+    """The first line of an error's message, without its closing full stop (a clause follows)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
+    return lines[0].rstrip(".;: ") if lines else type(err).__name__
 
 
 def load_tfds(name, data_dir=None, image_key="image", label_key="label"):

@@ -4,14 +4,16 @@
 - :mod:`.rewinding`: the registry of rewinding modes (where a pruned round starts);
 - :mod:`.rounds`: one trial's round as the variants see it, and the rules that say which
   variants a round trains and which round a ticket is pruned from;
-- :mod:`.experiment`: the experiment, trial by trial, round by round, variant by variant;
+- :mod:`.graph`: the experiment as a graph of trainings (what each reads and waits for);
+- :mod:`.experiment`: the experiment: set up the run directory, train every training;
+- :mod:`.workers`: the processes that claim ready trainings and train them;
 - :mod:`.checkpoints`, :mod:`.failures`: mid-round checkpoints and diverged rounds.
 
 The registries are TensorFlow-free (parsing a recipe reads them); the experiment is
 imported on first use.
 """
 
-_LAZY = ("Experiment", "RunDirError", "claim_run_dir", "run", "run_dir_for")
+_LAZY = ("Experiment", "RunDirError", "claim_run_dir", "join", "run", "run_dir_for")
 
 
 def __getattr__(name):

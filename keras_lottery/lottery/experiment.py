@@ -4,13 +4,17 @@ Round 0 trains the dense network from θ0 and saves θk. Every later round prune
 trained ticket (:mod:`.rounds` says which) and trains the recipe's variants
 (:mod:`.variants`) on that round's sparsity.
 
-Finished variants (``summary.json`` present) are skipped, so rerunning a command
-resumes at the first unfinished round, inside it from the last mid-round checkpoint
-(:mod:`.checkpoints`). Damaged files are redone (:mod:`keras_lottery.rundir.integrity`),
-a diverging variant is recorded as failed (:mod:`.failures`), and one process at a time
-holds the run directory (:mod:`keras_lottery.rundir.locking`).
+Each variant of each round is a training, a node of the experiment's graph
+(:mod:`.graph`), which workers claim and train (:mod:`.workers`): the run's own process
+by default, or ``workers`` processes. Finished variants (``summary.json`` present) are
+skipped, so rerunning a command resumes at the first unfinished round, inside it from
+the last mid-round checkpoint (:mod:`.checkpoints`). Damaged files are redone
+(:mod:`keras_lottery.rundir.integrity`), a diverging variant is recorded as failed
+(:mod:`.failures`), and workers share the run directory (:mod:`keras_lottery.rundir.locking`
+keeps analyses out while they train).
 """
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -20,9 +24,9 @@ from keras_lottery import backend, flavours
 from keras_lottery.backend import tf
 from keras_lottery.config import identity
 from keras_lottery.config.recipe import RecipeError, parse
-from keras_lottery.lottery import checkpoints, failures, rounds, session, variants
-from keras_lottery.reporting import summaries
-from keras_lottery.rundir import integrity, layout, locking, safety, storage
+from keras_lottery.lottery import checkpoints, graph, rounds, session, variants, workers
+from keras_lottery.reporting import progress as displays, summaries
+from keras_lottery.rundir import claims, integrity, layout, locking, safety, storage
 from keras_lottery.training import regularization
 from keras_lottery.errors import UsageError
 
@@ -57,6 +61,18 @@ def _difference(saved, wanted, saved_source=None, source=None):
         here = f"{source}, " if source else ""
         return (f"other data ({there}fingerprint {str(saved.get('data'))[:12]}; this data: {here}fingerprint "
                 f"{str(wanted.get('data'))[:12]})")
+    def keras_of(found):  # the recipe's keras field (absent: tf_keras) and the Keras 3 backend
+        recipe_part = found.get("recipe") if isinstance(found.get("recipe"), dict) else {}
+        name = recipe_part.get("keras", flavours.TF_KERAS)
+        return ("tf_keras" if name == flavours.TF_KERAS else f"Keras 3 / {found.get('backend') or 'tensorflow'}",
+                {key: value for key, value in recipe_part.items() if key != "keras"})
+
+    (made_on, saved_recipe), (runs_on, wanted_recipe) = keras_of(saved), keras_of(wanted)
+    if made_on != runs_on:
+        how = "--keras tf_keras" if made_on == "tf_keras" else \
+            f"--keras keras3 and KERAS_BACKEND={made_on.split(' / ')[1]}"
+        also = "" if saved_recipe == wanted_recipe else " and of another recipe"
+        return f"a run made on {made_on}{also}, and this process runs {runs_on} (resume it with {how})"
     if saved.get("model") != wanted.get("model"):
         return "another model architecture"
     return "a different recipe"
@@ -121,7 +137,8 @@ class Experiment:
     def __init__(self, recipe, run_dir, splits, log=print, strategy=None, source=None):
         if source is None:
             source = models.source(recipe.model, splits.input_shape, splits.num_classes)
-        self.recipe, self.splits, self.source, self.log = recipe, splits, source, log
+        self.recipe, self.splits, self.source = recipe, splits, source
+        self.progress = displays.of(log)  # what the run shows (keras_lottery.reporting.progress)
         self.run_dir = None if run_dir is None else Path(run_dir)
         # Every round's stream reads the training images from one tensor. Holding them only as
         # that tensor frees the numpy copy (170 MB for MNIST, 600 MB for CIFAR-10).
@@ -140,6 +157,11 @@ class Experiment:
         batch = recipe.training.eval_batch_size
         self.val_data = data.eval_dataset(splits.x_val, splits.y_val, batch)
         self.test_data = data.eval_dataset(splits.x_test, splits.y_test, batch)
+
+    @property
+    def log(self):
+        """Show a line of the run's own (see :attr:`progress`)."""
+        return self.progress.line
 
     def describe(self):
         """Lines saying which layers are pruned at which rate."""
@@ -170,33 +192,30 @@ class Experiment:
     # ---- training ---------------------------------------------------------------------
 
     def run(self):
-        recipe = self.recipe
-        for trial in range(recipe.trials):
-            self.theta0(trial)
-            for round_index in range(recipe.pruning.rounds):
-                blocked = failures.blocking_round(self.run_dir, recipe, trial, round_index)
-                if blocked is not None:
-                    last = recipe.pruning.rounds - 1
-                    skipped = f"round {last}" if round_index == last else f"rounds {round_index}-{last}"
-                    self.log(f"trial {trial}: {skipped} skipped: the round {blocked} ticket they are pruned from failed")
-                    break
-                for variant in rounds.variants_of_round(recipe, round_index):
-                    if not layout.is_finished(self.run_dir, trial, round_index, variant):
-                        self.train_variant(trial, round_index, variant)
-                self.write_results()
-        return results.collect(self.run_dir, recipe)
+        """Train every training of the graph in this process (one worker); return the rows."""
+        workers.Worker(self).run()
+        return results.collect(self.run_dir, self.recipe)
 
-    def train_variant(self, trial, round_index, variant):
+    def train_variant(self, trial, round_index, variant, claim=None):
+        """Train one variant of one round and write its results; ``claim`` (a held claim)
+        must still be this worker's when the results are written."""
         plan = self.round(trial, round_index).plan(variant)
         folder = layout.variant_dir(self.run_dir, trial, round_index, variant)
-        label = f"trial {trial} round {round_index}/{self.recipe.pruning.rounds - 1} {variant}"
+        label = graph.Node(trial, round_index, variant).label(self.recipe)
+
+        def still_mine():
+            if claim is not None and not claim.still_mine():
+                raise session.ClaimLost(label)
+
         try:
-            outcome = session.train(self, plan, folder, label)
+            outcome = session.train(self, plan, folder, label, claim)
         except session.Diverged as failure:
+            still_mine()
             results.save_failed(self.run_dir, plan, failure, self.flops_remaining(plan.masks))
             checkpoints.clear(folder)
-            self.log(f"{label}: FAILED, training diverged: {failure.error}")
+            self.progress.finished(label, f"{label}: FAILED, training diverged: {failure.error}")
             return
+        still_mine()
         if plan.capture_at is not None:
             storage.save_arrays(layout.rewind_weights(self.run_dir, trial), outcome.theta_k)
         row = results.save_outputs(self.run_dir, plan, outcome, self.flops_remaining(plan.masks), self.splits.y_test)
@@ -206,7 +225,8 @@ class Experiment:
                                      plan.weights_remaining)
         results.mark_finished(self.run_dir, plan, row)
         checkpoints.clear(folder)
-        self.log(
+        self.progress.finished(
+            label,
             f"{label}: {plan.weights_remaining:.1f}% weights, early stop at iteration {row['early_stop_iteration']} "
             f"with test accuracy {row['early_stop_test_accuracy']:.4f} ({row['seconds']:.0f}s)"
         )
@@ -227,22 +247,28 @@ def _finished_elsewhere(run_dir, recipe):
     return sum(1 for path in found if not asked(*layout.summary_key(path)))
 
 
-def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
-    """Run ``recipe``: load data, claim the run directory, train every round.
-
-    ``model`` (a function returning a Keras model) and ``data_source`` (arrays or
-    tf.data datasets) replace the recipe's model and dataset (see :mod:`keras_lottery.api`).
-    Returns ``(run_dir, rows)``.
-    """
+def build(recipe, log=print, model=None, data_source=None, announce=True, workers_count=1):
+    """Choose the Keras and the strategy, load the data and build the experiment (not yet
+    in a run directory): what every process that trains ``recipe`` does first. ``announce``
+    says which Keras and strategy it runs (every process says its devices); ``workers_count``
+    workers share the CPU cores."""
+    display = displays.of(log)
     flavours.choose(recipe.keras)  # this process runs the Keras the recipe names
+    if workers_count > 1:
+        workers.share_cores(workers_count)
     strategy = distribute.create(recipe.distribute)  # first: multi-worker needs it before any TF op
-    log(flavours.describe())
-    log(distribute.describe(strategy, recipe.distribute, recipe.training.batch_size))
+    if announce:
+        display.line(flavours.describe())
+    display.line(backend.describe_devices())  # each worker says where it trains
+    if announce:
+        display.line(distribute.describe(strategy, recipe.distribute, recipe.training.batch_size))
     tf.config.experimental.enable_op_determinism()
     splits = data.load(recipe.dataset, data_source)
     source = models.source(recipe.model if model is None else model, splits.input_shape, splits.num_classes)
+    if announce and not source.builtin:
+        display.line(source.describe())  # which file the code a recipe names comes from
     try:
-        experiment = Experiment(recipe, None, splits, log, strategy, source)  # refuses a model it cannot prune
+        return Experiment(recipe, None, splits, display, strategy, source)  # refuses a model it cannot prune
     except UsageError:
         raise
     except (ValueError, tf.errors.OpError) as err:  # e.g. VGG-19's five poolings on 8x8 images
@@ -252,30 +278,121 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs"):
             f"for inputs shaped {tuple(splits.input_shape)} with {splits.num_classes} classes ({first[:200]}); "
             "choose a model that fits the data (see keras-lottery recipes) or other data"
         ) from None
+
+
+def _check_workers(recipe, workers_count, devices):
+    if not isinstance(workers_count, int) or isinstance(workers_count, bool) or not 1 <= workers_count <= MAX_WORKERS:
+        raise UsageError(f"workers must be a whole number from 1 to {MAX_WORKERS}, got {workers_count!r}; "
+                         "pass e.g. --workers 2 (one per CPU core or GPU)")
+    if workers_count > 1 and recipe.distribute.strategy in ("multi_worker", "tpu"):
+        raise UsageError(f"--workers {workers_count} trains several trainings side by side, and the "
+                         f"{recipe.distribute.strategy} strategy spreads one training over many devices; use one of "
+                         "them (--workers 1, or --strategy default / mirrored)")
+    if devices is not None and workers_count == 1:
+        raise UsageError("--devices gives each worker its own device; pass --workers N with it")
+
+
+MAX_WORKERS = 256
+
+
+def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", workers_count=1, devices=None):
+    """Run ``recipe``: load data, claim the run directory, train every round.
+
+    ``model`` (a function returning a Keras model) and ``data_source`` (arrays or
+    tf.data datasets) replace the recipe's model and dataset (see :mod:`keras_lottery.api`).
+    ``workers_count`` trainings run side by side in as many worker processes
+    (:mod:`.workers`), each on its own device of ``devices`` when given.
+    ``log`` is a function taking a line, or a display of :mod:`keras_lottery.reporting.progress`.
+    Returns ``(run_dir, rows)``.
+    """
+    _check_workers(recipe, workers_count, devices)
+    blob = workers.payload(recipe, model, data_source) if workers_count > 1 else None
+    display = displays.of(log)
+    experiment = build(recipe, display, model, data_source, workers_count=workers_count if devices is None else 1)
+    splits = experiment.splits
     wanted = experiment.identity()
     run_dir = run_dir_for(recipe, wanted["data"], wanted.get("model"), out, root, wanted.get("backend"))
-    run_dir = distribute.work_dir(run_dir, strategy)  # non-chief workers: scratch
+    run_dir = distribute.work_dir(run_dir, experiment.strategy)  # non-chief workers: scratch
     claim_run_dir(recipe, run_dir, wanted, splits.source)
-    with locking.hold(run_dir):  # refuses a second process at once
-        storage.write_json(layout.identity_file(run_dir), {
-            "identity": wanted, "data_source": splits.source, "keras_lottery": __version__,
-        })
-        storage.write_json(layout.recipe_file(run_dir), recipe.to_dict())
-        storage.save_arrays(layout.test_labels(run_dir), {"labels": results.compact(splits.y_test, splits.num_classes)})
-        storage.write_json(layout.model_file(run_dir), {
-            "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
-            "architecture": json.loads(experiment.plain.to_json()),
-        })
-        log(f"run directory: {run_dir}")
-        for line in experiment.describe():
-            log(line)
-        experiment.run_dir = Path(run_dir)
-        integrity.repair(run_dir, recipe, log)  # damaged files are redone, never read as finished
+    with locking.hold(run_dir, shared=True):  # workers share it; an analysis waits
+        with claims.shared_lock(run_dir):
+            storage.write_json(layout.identity_file(run_dir), {
+                "identity": wanted, "data_source": splits.source, "keras_lottery": __version__,
+            })
+            storage.write_json(layout.recipe_file(run_dir), recipe.to_dict())
+            storage.save_arrays(layout.test_labels(run_dir),
+                                {"labels": results.compact(splits.y_test, splits.num_classes)})
+            storage.write_json(layout.model_file(run_dir), {
+                "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
+                "architecture": json.loads(experiment.plain.to_json()),
+            })
+            display.line(f"run directory: {run_dir}")
+            for line in experiment.describe():
+                display.line(line)
+            experiment.run_dir = Path(run_dir)
+            # damaged files are redone, never read as finished (trials a live worker trains are its own)
+            integrity.repair(run_dir, recipe, display.line, skip_trials=workers.busy_trials(run_dir))
+            claims.clear_stale(run_dir)
         left_out = _finished_elsewhere(run_dir, recipe)
         if left_out:
-            log(f"note: {left_out} finished variant(s) of this run directory are outside this command's rounds, trials "
-                "or controls; they are kept on disk but left out of results.csv and the report (rerun with the "
-                "earlier --rounds, --trials or controls to list them again)")
-        distribute.check_same_progress(strategy, results.collect(run_dir, recipe))  # multi-worker resume
-        rows = experiment.run()
+            display.line(f"note: {left_out} finished variant(s) of this run directory are outside this command's "
+                         "rounds, trials or controls; they are kept on disk but left out of results.csv and the report "
+                         "(rerun with the earlier --rounds, --trials or controls to list them again)")
+        distribute.check_same_progress(experiment.strategy, results.collect(run_dir, recipe))  # multi-worker resume
+        display.tally(*graph.tally(run_dir, recipe))
+        if workers_count == 1:
+            experiment.run()
+        else:  # this process is worker w1; the pool starts the others beside it
+            with workers.Pool(run_dir, recipe, workers_count - 1, display, blob, devices) as pool:
+                experiment.progress = pool.own()
+                experiment.run()
+            experiment.progress = display  # w1 ends when every training is finished: a worker that died was replaced
+        for trial, (first, failed_round) in sorted(graph.blocked_trials(run_dir, recipe).items()):
+            last = recipe.pruning.rounds - 1
+            skipped = f"round {last}" if first == last else f"rounds {first}-{last}"
+            display.line(f"trial {trial}: {skipped} skipped: the round {failed_round} ticket they are pruned from failed")
+        with claims.shared_lock(run_dir):
+            experiment.write_results()
+            claims.clear_stale(run_dir)
+        rows = results.collect(run_dir, recipe)
     return run_dir, rows
+
+
+def join(run_dir, name=None, relay=None, data_path=None, until_finished=False, log=print):
+    """Join the run in ``run_dir`` as one worker: rebuild its experiment from its
+    ``recipe.json`` (or from what ``relay`` brings from the process that started this
+    worker), check it is the same experiment, and train until nothing is left for this
+    worker. Returns how many trainings it trained."""
+    run_dir = Path(run_dir)
+    payload = relay or {}
+    try:
+        saved = storage.read_json(layout.recipe_file(run_dir))
+        storage.read_json(layout.identity_file(run_dir))["identity"]  # set up by keras-lottery run
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} is not a run directory that keras-lottery run has set up (no recipe.json or "
+                          "identity.json); start the run with keras-lottery run first") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RunDirError(f"{run_dir}: recipe.json or identity.json is unreadable ({type(err).__name__}); "
+                          "choose a run directory keras-lottery run made") from None
+    recipe = parse(payload.get("recipe", saved))
+    if data_path is not None:
+        recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, path=str(data_path)))
+    model, data_source = payload.get("model"), payload.get("data")
+    if relay is None and recipe.dataset.name == data.PYTHON:
+        raise RunDirError(f"{run_dir} trains data given from Python (kl.run): only the workers that kl.run(..., "
+                          "workers=N) starts can train it; run it with workers=N, or give the data in a recipe")
+    if relay is None and models.is_python_function(recipe.model.name):
+        raise RunDirError(f"{run_dir} trains a model function given from Python (kl.run): only the workers that "
+                          "kl.run(..., workers=N) starts can train it; name the function as module:function in "
+                          "the recipe to share the run")
+    if recipe.dataset.path and not Path(recipe.dataset.path).is_file():
+        raise RunDirError(f"the run's data file {recipe.dataset.path} is not found from {Path.cwd()}; start the "
+                          "worker where the run was started, or pass --data with the same data")
+    experiment = build(recipe, log, model, data_source, announce=relay is None)
+    claim_run_dir(recipe, run_dir, experiment.identity(), experiment.splits.source)  # refuses other data or model
+    experiment.run_dir = run_dir
+    with locking.hold(run_dir, shared=True):
+        with claims.shared_lock(run_dir):
+            integrity.repair(run_dir, recipe, experiment.log, skip_trials=workers.busy_trials(run_dir))
+            claims.clear_stale(run_dir)
+        return workers.Worker(experiment, name, until_finished=until_finished).run()

@@ -14,28 +14,15 @@ What can still run after a failure, within the same trial:
   round; with one-shot pruning every round is pruned from the dense round 0, so only a
   failed round 0 stops the trial. A failed round-0 ticket also leaves no θk to rewind to.
 
-Other trials are independent and always continue.
+Other trials are independent and always continue. The experiment's graph
+(:mod:`.graph`) applies these rules: a training whose ticket failed is *blocked*.
 """
 
 from keras_lottery import results
-from keras_lottery.lottery import rounds, variants
-from keras_lottery.rundir import layout, storage
+from keras_lottery.rundir import layout
 
 FAILED, OK = results.FAILED, results.OK
 status = results.status
-
-
-def is_failed(run_dir, trial, round_index, variant):
-    path = layout.summary(run_dir, trial, round_index, variant)
-    return path.is_file() and status(storage.read_json(path)) == FAILED
-
-
-def blocking_round(run_dir, recipe, trial, round_index):
-    """The round whose failed ticket ``round_index`` depends on, or None."""
-    for source in rounds.depends_on(recipe, round_index):
-        if is_failed(run_dir, trial, source, variants.TICKET):
-            return source
-    return None
 
 
 def describe(rows, run_dir):

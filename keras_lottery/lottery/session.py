@@ -40,8 +40,10 @@ class Diverged(Exception):
         self.error, self.curve, self.seconds, self.start = error, curve, seconds, start
 
 
-def train(experiment, plan, folder, label):
-    """Train ``plan`` on ``experiment``'s model; checkpoints go to ``folder``."""
+def train(experiment, plan, folder, label, claim=None):
+    """Train ``plan`` on ``experiment``'s model; checkpoints go to ``folder``. ``claim``
+    (a :class:`keras_lottery.rundir.claims.Held`) stops the training with :class:`ClaimLost`
+    at the next evaluation if another worker took the training over."""
     recipe, config, model = experiment.recipe, experiment.recipe.training, experiment.model
     train_seed = plan.train_seed
     if train_seed is None:
@@ -60,13 +62,11 @@ def train(experiment, plan, folder, label):
         start_step=start,
         augment=augment.flip_and_crop if recipe.dataset.augment else None,
     )
-    experiment.log(
-        f"{label}: training {plan.weights_remaining:.1f}% of weights for "
-        f"{config.iterations - plan.start_iteration} iterations"
-    )
+    experiment.progress.started(label, plan.weights_remaining, plan.start_iteration, config.iterations,
+                                config.eval_every)
     if resume.resumed_at is not None:
-        experiment.log(f"{label}: resumed from iteration {resume.resumed_at} (mid-round checkpoint)")
-    progress = _progress(experiment.log, label, config, resume)
+        experiment.progress.resumed(label, resume.resumed_at)
+    progress = _progress(experiment.progress, label, resume, claim)
     try:
         training.train(
             model, stream, experiment.val_data, experiment.test_data, config,
@@ -89,21 +89,17 @@ def start_metrics(experiment, plan):
     return {"test_loss": evaluated["test"]["loss"], "test_accuracy": evaluated["test"]["accuracy"]}
 
 
-def _progress(log, label, config, resume):
-    """Record every evaluation for checkpoints; print the first one (so long work shows
-    progress within seconds) and about ten per round."""
-    timer = training.Timer()
-    every = max(1, (config.iterations // config.eval_every) // 10)
-    printed = []
+class ClaimLost(Exception):
+    """Another worker took this training over (see :mod:`keras_lottery.rundir.claims`)."""
+
+
+def _progress(display, label, resume, claim=None):
+    """Record every evaluation for checkpoints and show it (:mod:`keras_lottery.reporting.progress`)."""
 
     def progress(row):
+        if claim is not None and claim.lost:
+            raise ClaimLost(label)
         resume.record(row)
-        if not printed or (row["iteration"] // config.eval_every) % every == 0:
-            printed.append(row["iteration"])
-            log(
-                f"  {label} iteration {row['iteration']}/{config.iterations}: "
-                f"val loss {row['val_loss']:.4f} val acc {row['val_accuracy']:.4f} "
-                f"test acc {row['test_accuracy']:.4f} ({timer():.0f}s)"
-            )
+        display.evaluated(label, row)
 
     return progress

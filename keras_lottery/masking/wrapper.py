@@ -9,6 +9,8 @@ weights by name, :func:`apply_masks`, which runs before any read that must see
 masked weights exactly zero, and :func:`strip`, which gives the plain model back.
 """
 
+import re
+
 import numpy as np
 
 from keras_lottery.backend import LEGACY, keras
@@ -73,9 +75,10 @@ def strip(model):
     tfmot's ``strip_pruning`` on either Keras; save the result to ship a ticket.
     """
     values = get_weights(model)
-    for name, wrapper in wrappers(model).items():
+    keys = {id(variable): key for key, variable in named_variables(model).items()}
+    for wrapper in wrappers(model).values():
         kernel, mask = implementation.weight_and_mask(wrapper)
-        key = f"{name}/{_short_name(kernel)}"
+        key = keys[id(kernel)]
         values[key] = values[key] * _numpy(mask)
     plain = keras.models.clone_model(model, clone_function=lambda layer: _copy_layer(base_layer(layer), "the stripped model"))
     set_weights(plain, values)
@@ -140,8 +143,22 @@ def _short_name(variable):
     return variable.name.split("/")[-1].split(":")[0]
 
 
+# The name Keras gives a weight created without one (``add_weight(shape=...)``): ``variable``,
+# ``variable_2`` on Keras 3 and ``Variable`` on tf_keras, from a counter that differs between
+# two builds of one model. Such a weight is keyed by its position in its layer instead.
+_UNNAMED = re.compile(r"^[Vv]ariable(_\d+)?$")
+
+
+def weight_key(layer, index, variable):
+    """The key of ``variable``, the ``index``-th weight of ``layer``: ``layer/name``, or
+    ``layer/weight_<index>`` for a weight Keras named itself."""
+    short = _short_name(variable)
+    return f"{layer.name}/{f'weight_{index}' if _UNNAMED.match(short) else short}"
+
+
 def named_variables(model):
-    """The model's own variables keyed ``layer/weight`` (wrappers' masks left out).
+    """The model's own variables keyed ``layer/weight`` (wrappers' masks left out; a weight
+    created without a name keyed by its position, see :func:`weight_key`).
 
     Two weights of one layer with the same last name (a model nested as a layer, or a
     custom layer's ``add_weight`` calls sharing a name) raise ModelError: saved weights
@@ -150,16 +167,38 @@ def named_variables(model):
     variables = {}
     for layer in model.layers:
         layer = base_layer(layer)
-        for variable in layer.weights:
-            short = _short_name(variable)
-            key = f"{layer.name}/{short}"
+        for index, variable in enumerate(layer.weights):
+            key = weight_key(layer, index, variable)
             if key in variables:
                 raise ModelError(
-                    f"layer {layer.name!r} has two weights named {short!r} ({variables[key].name}, {variable.name}); "
-                    "give each weight of a layer its own name, and do not nest models as layers"
+                    f"layer {layer.name!r} has two weights named {key.split('/')[-1]!r} ({variables[key].name}, "
+                    f"{variable.name}); give each weight of a layer its own name, and do not nest models as layers"
                 )
             variables[key] = variable
     return variables
+
+
+def _by_position(weights, variables):
+    """``weights`` keyed as ``variables`` where a layer's keys differ but its weights match in
+    number and shape, in order (run directories made before unnamed weights were keyed by
+    position); None when they do not match so."""
+    def by_layer(keys):
+        grouped = {}
+        for key in keys:
+            grouped.setdefault(key.rsplit("/", 1)[0], []).append(key)
+        return grouped
+
+    given, wanted = by_layer(weights), by_layer(variables)
+    if set(given) != set(wanted):
+        return None
+    remapped = {}
+    for layer, keys in wanted.items():
+        old = given[layer]
+        if len(old) != len(keys) or any(tuple(np.shape(weights[o])) != tuple(variables[k].shape)
+                                        for o, k in zip(old, keys)):
+            return None
+        remapped.update({k: weights[o] for o, k in zip(old, keys)})
+    return remapped
 
 
 def get_weights(model):
@@ -170,6 +209,8 @@ def get_weights(model):
 def set_weights(model, weights):
     """Assign weights keyed ``layer/weight``; every variable of the model must be given."""
     variables = named_variables(model)
+    if set(weights) != set(variables):
+        weights = _by_position(weights, variables) or weights
     if set(weights) != set(variables):
         raise ValueError(
             "saved weights do not match the model: "

@@ -32,7 +32,7 @@ import numpy as np
 from keras_lottery import backend, flavours
 from keras_lottery.backend import keras
 from keras_lottery.config.recipe import ModelConfig, RecipeError
-from keras_lottery.models import BUILTIN, import_function, is_python_function, is_user_function
+from keras_lottery.models import BUILTIN, a_or_an, import_function, is_python_function, is_user_function, origin
 from keras_lottery.models import layers
 from keras_lottery.models.errors import ModelError
 
@@ -86,11 +86,18 @@ class ModelSource:
         self.config, self.function, self.options = config, function, dict(options or {})
         self.builtin = config is not None
         self.recipe = recipe  # a recipe's module:function: argument problems are recipe-key problems
+        self.origin = None if self.builtin else origin(function)  # the file the function is defined in
         if not self.builtin:
             self._args, self._kwargs, self._seed_at = self._plan()
 
     def __repr__(self):
         return f"ModelSource({self.name!r}, input_shape={self.input_shape}, num_classes={self.num_classes})"
+
+    def describe(self):
+        """One line saying where the model comes from (``run`` prints it once)."""
+        if self.builtin:
+            return f"model: {self.name} (built into keras-lottery)"
+        return f"model: {self.name}, the function in {self.origin or 'an unknown file'}"
 
     def build(self, seed):
         """A plain, uncompiled ``tf_keras`` model whose initial weights ``seed`` fixes."""
@@ -149,7 +156,8 @@ class ModelSource:
 
     def _plan(self):
         """Positional arguments, keyword arguments, and where the seed goes (keyword, positional or nowhere)."""
-        kwargs, key = dict(self.options), "recipe key 'model.options"
+        # The recipe's keyword arguments: written as model.<name> (or inside model.options).
+        kwargs, key = dict(self.options), "recipe key 'model"
         if "seed" in kwargs:
             raise RecipeError(f"{key}.seed': keras-lottery passes the seed itself (to a `seed` parameter); remove it")
         try:
@@ -182,7 +190,7 @@ class ModelSource:
         ]
         if missing:
             if self.recipe:
-                raise RecipeError(f"{key}': {self.name} needs argument {missing[0]!r}; set model.options.{missing[0]}")
+                raise RecipeError(f"{key}': {self.name} needs argument {missing[0]!r}; set model.{missing[0]}")
             raise ModelError(
                 f"{self.name} takes required argument(s) {', '.join(missing)}; keras-lottery calls it with the seed "
                 "only: give it no argument, a `seed` argument, or one positional argument (the seed)"
@@ -231,6 +239,7 @@ class ModelSource:
                 "from logits: remove the softmax (activation=None)"
             )
         layers.kernel_layers(model)  # refuses nested models holding prunable layers
+        layers.check_precision(model)  # refuses mixed precision (float16, bfloat16)
         from keras_lottery import masking
 
         masking.named_variables(model)  # refuses weights whose names clash
@@ -271,7 +280,7 @@ def _applies_softmax(layer):
 
 def _type_name(obj):
     cls = type(obj)
-    return f"a {cls.__name__}" if cls.__module__ == "builtins" else f"a {cls.__module__}.{cls.__qualname__}"
+    return a_or_an(cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}")
 
 
 def _function_name(function):

@@ -24,7 +24,7 @@ import numpy as np
 
 from keras_lottery.backend import keras
 from keras_lottery.config.recipe import RecipeError
-from keras_lottery.models import BUILTIN, import_function
+from keras_lottery.models import BUILTIN, builtin_function
 from keras_lottery.models.errors import ModelError
 
 # The layer types pruned, with their subclasses (Conv1DTranspose, Conv2DTranspose and
@@ -52,17 +52,76 @@ def is_kernel_layer(layer):
     return isinstance(_base(layer), PRUNABLE_TYPES)
 
 
-def _check_nested(model):
-    """Refuse a model holding a model with prunable layers: the pruning wrapper reaches top-level layers only."""
-    for layer in model.layers:
+def _inner_layers(model):
+    """Every layer inside ``model``, at any depth (on tf_keras and Keras 3 alike)."""
+    for layer in getattr(model, "layers", []):
+        yield layer
         if isinstance(layer, keras.Model):
-            inner = [m.name for m in layer.submodules if isinstance(m, PRUNABLE_TYPES)]
+            yield from _inner_layers(layer)
+
+
+def _check_nested(model):
+    """Refuse a model holding a model with weights: the pruning wrapper reaches top-level layers only."""
+    for layer in model.layers:
+        if isinstance(_base(layer), keras.Model):
+            inner = [m.name for m in _inner_layers(layer) if isinstance(m, PRUNABLE_TYPES)]
             if inner:
                 raise ModelError(
                     f"layer {layer.name!r} is a model inside the model holding prunable layers "
                     f"({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}), which keras-lottery cannot "
                     "prune: build one flat model (call the inner model's layers on the outer model's tensors)"
                 )
+            if layer.weights:
+                raise ModelError(
+                    f"layer {layer.name!r} is a model inside the model ({type(layer).__name__} with "
+                    f"{len(layer.weights)} weights), which keras-lottery cannot train and save yet: build one flat "
+                    "model (call the inner model's layers on the outer model's tensors)"
+                )
+
+
+def _dtype_name(dtype):
+    return str(getattr(dtype, "name", dtype))
+
+
+def check_precision(model):
+    """Refuse a model that computes or keeps weights in another precision than float32 (a
+    mixed-precision policy such as ``mixed_float16``): keras-lottery's masks, rewinding and
+    evaluation are exact in float32 only, and it has no loss scaling."""
+    for layer in _inner_layers(model):
+        layer = _base(layer)
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        computes = _dtype_name(getattr(layer, "compute_dtype", None) or "float32")
+        stored = [_dtype_name(w.dtype) for w in layer.weights if "float" in _dtype_name(w.dtype)]
+        odd = next((d for d in [computes, *stored] if "float" in d and d != "float32"), None)
+        if odd is not None:
+            policy = getattr(getattr(layer, "dtype_policy", None), "name", None) or odd
+            global_policy = keras.mixed_precision.global_policy().name
+            where = f"the global dtype policy is {global_policy!r}" if global_policy != "float32" else \
+                f"its dtype policy is {policy!r}"
+            raise ModelError(
+                f"layer {layer.name!r} computes in {odd} ({where}), but keras-lottery trains in float32 only "
+                "(masks, rewinding and evaluation are exact in float32; there is no loss scaling): call "
+                "keras.mixed_precision.set_global_policy(\"float32\") before building the model, and give "
+                "no layer another dtype"
+            )
+
+
+def takes_ids(model):
+    """True for a model whose input is integer ids: an integer input, or one an Embedding reads."""
+    dtype = _dtype_name(getattr(model.inputs[0], "dtype", "float32")) if model.inputs else "float32"
+    if "int" in dtype:
+        return True
+    readers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)][:1]
+    for layer in model.layers:
+        for node in getattr(layer, "_inbound_nodes", []):
+            inputs = getattr(node, "input_tensors", None)  # tf_keras
+            inputs = getattr(node, "arguments", None).keras_tensors if inputs is None and hasattr(
+                node, "arguments") else inputs  # Keras 3
+            inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+            if any(t is model.inputs[0] for t in inputs):
+                readers.append(layer)
+    return any(isinstance(_base(layer), keras.layers.Embedding) for layer in readers)
 
 
 def kernel_layers(model):
@@ -231,5 +290,7 @@ def build(config, input_shape, num_classes, seed):
         from keras_lottery.models.builder import source
 
         return source(config, input_shape, num_classes).build(seed)
-    builder = import_function(BUILTIN[config.name])
-    return builder(tuple(input_shape), num_classes, config, seeded_initializers(config.initializer, seed))
+    builder = builtin_function(config.name)
+    model = builder(tuple(input_shape), num_classes, config, seeded_initializers(config.initializer, seed))
+    check_precision(model)
+    return model

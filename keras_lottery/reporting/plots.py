@@ -35,14 +35,15 @@ def _save(figure, path):
 def remaining_axis(axis, values):
     """Log axis of % weights remaining, 100 on the left, ticks at the rounds' values."""
     axis.set_xscale("log")
+    positive = [value for value in values if value > 0] or [100.0]  # 0% has no place on a log axis
     ticks = []
-    for value in sorted(set(np.round(values, 1)), reverse=True):
-        if not ticks or ticks[-1] / value >= MIN_TICK_RATIO:
+    for value in sorted(set(np.round(positive, 1)), reverse=True):
+        if value > 0 and (not ticks or ticks[-1] / value >= MIN_TICK_RATIO):
             ticks.append(value)
     axis.xaxis.set_major_locator(FixedLocator(ticks))
     axis.xaxis.set_minor_locator(NullLocator())
     axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}" if v >= 99.95 else f"{v:.1f}"))
-    high, low = max(values), min(values)
+    high, low = max(positive), min(positive)
     axis.set_xlim(high * 1.08, low / 1.08)  # decreasing from left to right
     axis.set_xlabel("% of weights remaining (log scale)")
     axis.grid(True, which="major", alpha=0.3)

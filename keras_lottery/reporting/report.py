@@ -498,5 +498,5 @@ def write(run_dirs, out=None, chosen_rounds=None, tensorboard=None, force=False)
     if tensorboard:
         for run in runs:
             summaries.write_rounds(run.path, run.rows)
-            summaries.write_weights(run.path)
+            summaries.write_weights(run.path, run.recipe)
     return report

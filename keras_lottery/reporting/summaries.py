@@ -73,14 +73,19 @@ def write_rounds(run_dir, rows):
         writer.close()
 
 
-def write_weights(run_dir):
+def write_weights(run_dir, recipe=None):
     """Rewrite ``trial_<t>/weights``: per round (the step) and pruned layer, histograms of
-    the ticket's surviving weights where training starts (``weights_at_init/<layer>``:
-    m ⊙ θ0, or m ⊙ θk when rewinding to iteration k) and after training
-    (``weights_trained/<layer>``). Rounds without mask.npz and final.npz are skipped."""
+    the ticket's surviving weights where training starts (``weights_at_init/<layer>``: the
+    weights the round really started from, as ``recipe``'s rewinding mode says: m ⊙ θ0, or
+    m ⊙ θk when rewinding to iteration k; the source round's trained weights for
+    ``learning_rate`` and ``finetune``) and after training (``weights_trained/<layer>``).
+    ``recipe`` is the run's (a dict or a Recipe; without one, weight rewinding). Rounds
+    without mask.npz and final.npz, or whose start weights are not on disk, are skipped."""
+    from keras_lottery.config.recipe import Recipe, parse
     from keras_lottery.lottery.variants import TICKET
     from keras_lottery.rundir import storage
 
+    recipe = recipe if isinstance(recipe, Recipe) else parse(recipe) if recipe else None
     for trial_dir in sorted(Path(run_dir).glob(layout.TRIAL_GLOB)):
         trial = layout.trial_of(trial_dir)
         tensorboard = layout.tensorboard(run_dir, trial_dir.name, "weights")
@@ -88,11 +93,14 @@ def write_weights(run_dir):
         writer = None
         for round_dir in sorted(trial_dir.glob(layout.ROUND_GLOB)):
             round_index = layout.round_of(round_dir)
-            files = (layout.mask(run_dir, trial, round_index, TICKET), layout.final(run_dir, trial, round_index, TICKET),
-                     layout.start_file(run_dir, trial, round_index))
+            files = (layout.mask(run_dir, trial, round_index, TICKET), layout.final(run_dir, trial, round_index, TICKET))
             if not all(p.is_file() for p in files):
                 continue
-            masks, trained, start = (storage.load_arrays(p) for p in files)
+            masks, trained = (storage.load_arrays(p) for p in files)
+            try:
+                start = _start_weights(recipe, run_dir, trial, round_index)
+            except FileNotFoundError:
+                continue
             writer = writer or _writer(tensorboard)
             with writer.as_default():
                 for layer, mask in masks.items():
@@ -101,3 +109,13 @@ def write_weights(run_dir):
                     tf.summary.histogram(f"weights_trained/{layer}", trained[f"{layer}/kernel"][kept], step=round_index)
         if writer is not None:
             writer.close()
+
+
+def _start_weights(recipe, run_dir, trial, round_index):
+    """The weights round ``round_index``'s ticket started from (before masking)."""
+    from keras_lottery.lottery.rounds import Round
+    from keras_lottery.rundir import storage
+
+    if recipe is None:  # no recipe to read the rewinding mode from: weight rewinding
+        return storage.load_arrays(layout.start_file(run_dir, trial, round_index))
+    return Round(recipe, run_dir, trial, round_index, None, None, None).rewound_weights()

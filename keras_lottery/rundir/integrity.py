@@ -172,16 +172,20 @@ def variant_problem(run_dir, trial, round_index, variant):
     return f"{curve.name} is missing"
 
 
-def repair(run_dir, recipe, log=print):
-    """Unmark every damaged variant of ``run_dir`` so it is trained again; return how many."""
+def repair(run_dir, recipe, log=print, skip_trials=()):
+    """Unmark every damaged variant of ``run_dir`` so it is trained again; return how many.
+    ``skip_trials`` are left alone: a live worker trains in them (its files in the making
+    are not leftovers)."""
     from keras_lottery.lottery import checkpoints
 
     redo = 0
     safety.check(run_dir)  # a link leading outside would make the deletions below reach there
-    for leftover in Path(run_dir).glob(f"{layout.TRIAL_GLOB}/**/{layout.TEMPORARY_GLOB}"):
-        if safety.inside(run_dir, leftover.parent) and not leftover.is_symlink():
-            leftover.unlink()
-    for trial in layout.trials_present(run_dir, recipe.trials):
+    trials = [trial for trial in layout.trials_present(run_dir, recipe.trials) if trial not in set(skip_trials)]
+    for trial in trials:
+        for leftover in layout.trial_dir(run_dir, trial).glob(f"**/{layout.TEMPORARY_GLOB}"):
+            if safety.inside(run_dir, leftover.parent) and not leftover.is_symlink():
+                leftover.unlink()
+    for trial in trials:
         for path in (layout.init_weights(run_dir, trial), layout.rewind_weights(run_dir, trial)):
             problem = arrays_problem(path) if path.is_file() else None
             if problem:

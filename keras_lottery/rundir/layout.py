@@ -17,7 +17,9 @@
         export/benchmark.json             `export --format tflite --benchmark`: dense vs ticket in LiteRT
         report/                           report.md and figures
         tensorboard/                      event files
-        .lock                             held while a process runs here
+        .lock                             shared by the workers training here; an analysis holds it alone
+        .claims/                          one file per training a worker has claimed (see rundir.claims),
+                                          and shared.lock, held while a worker rewrites the shared files
 
 A variant's ``summary.json`` is written last: its presence marks the variant finished.
 """
@@ -30,6 +32,8 @@ MODEL = "model.json"
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
 LOCK = ".lock"
+CLAIMS = ".claims"
+SHARED_LOCK = "shared.lock"  # inside .claims/: held while results.csv/json and round summaries are rewritten
 REPORT = "report"
 TENSORBOARD = "tensorboard"
 ANALYSES = "analyses"
@@ -196,3 +200,28 @@ def results_json(run_dir):
 
 def lock_file(run_dir):
     return Path(run_dir) / LOCK
+
+
+def claims_dir(run_dir):
+    return Path(run_dir) / CLAIMS
+
+
+def claim_file(run_dir, trial, round_index, variant):
+    """The claim of one training: ``.claims/trial_<t>-round_<rr>-<variant>.json``."""
+    return claims_dir(run_dir) / f"{trial_name(trial)}-{round_name(round_index)}-{variant}.json"
+
+
+def claim_key(path):
+    """``(trial, round, variant)`` of a claim file's path, or None for another file."""
+    name = Path(path).name
+    parts = name[:-len(".json")].split("-", 2) if name.endswith(".json") else []
+    if len(parts) != 3 or not parts[0].startswith("trial_") or not parts[1].startswith("round_"):
+        return None
+    try:
+        return int(parts[0][len("trial_"):]), int(parts[1][len("round_"):]), parts[2]
+    except ValueError:
+        return None
+
+
+def shared_lock_file(run_dir):
+    return claims_dir(run_dir) / SHARED_LOCK

@@ -205,11 +205,3 @@ def train(model, train_data, val_data, test_data, config, start_iteration=0, cal
     )
     gc.collect()  # free this round's stream and callbacks (reference cycles) now, not rounds later
     return evaluate.curve
-
-
-class Timer:
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def __call__(self):
-        return time.perf_counter() - self.start

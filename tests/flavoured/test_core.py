@@ -388,7 +388,9 @@ def test_the_quick_start_prints_its_table_from_the_command_line(late_cli):
     assert header.split()[:2] == ["round", "remaining"]
     assert [part.split()[0] for part in header.split("|")[1:]] == ["ticket", "random_reinit"]
     for round_index in range(LATE_ROUNDS):
-        assert re.search(rf"^\s+{round_index}\s+\d+\.\d%( \|\s+\d+\s+0\.\d{{4}}){{2}}$", text, re.M), text[-2000:]
+        # per variant: the early-stop iteration, the test accuracy there, the start accuracy
+        assert re.search(rf"^\s+{round_index}\s+\d+\.\d%( \|\s+\d+\s+0\.\d{{4}}\s+0\.\d{{4}}){{2}}$", text, re.M), \
+            text[-2000:]
     assert storage.read_json(layout.recipe_file(resumed.run_dir))["keras"] == FLAVOUR
     identity = storage.read_json(layout.identity_file(resumed.run_dir))["identity"]
     assert identity.get("backend") == (None if backend.LEGACY else backend.BACKEND)
@@ -480,3 +482,29 @@ def test_export_writes_the_ticket_without_wrappers_masked_weights_zero(core_run,
         written.append(path.name)
     assert written, f"export wrote no model to {out}: {sorted(p.name for p in out.iterdir())}"
     assert math.isfinite(float(expected.sum()))
+
+
+def npz_files(run_dir):
+    """``{relative path: arrays}`` of every npz a run keeps (θ0, θk, masks, weights, predictions)."""
+    return {str(path.relative_to(run_dir)): storage.load_arrays(path)
+            for path in sorted(Path(run_dir).glob("trial_*/**/*.npz")) if "checkpoints" not in path.parts}
+
+
+def test_two_workers_give_the_results_of_one_bit_for_bit(core_run, tmp_path):
+    """``run --workers 2``: this process and a worker process train side by side; every
+    results column but the seconds, every mask and weight equal the one-worker run's."""
+    out = tmp_path / "two"
+    with open(tmp_path / "log", "w") as log:
+        process = start(command(CORE, CORE_ROUNDS, out) + ["--workers", "2"], log)
+        process.wait(timeout=TIMEOUT)
+    text = (tmp_path / "log").read_text()
+    assert process.returncode == 0, text[-3000:]
+    assert "[w2] " in text and "[w1] " in text  # both trained
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert strip(storage.read_json(out / "results.json")) == strip(core_run.rows)
+    ours, theirs = npz_files(out), npz_files(core_run.run_dir)
+    assert ours.keys() == theirs.keys() and len(ours) > 10
+    for name, found in ours.items():
+        assert found.keys() == theirs[name].keys(), name
+        for key in found:
+            assert np.array_equal(found[key], theirs[name][key]), (name, key)
