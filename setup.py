@@ -10,6 +10,8 @@ requirements = [
     if line.strip() and not line.startswith("#")
 ]
 
+LITERT = "ai-edge-litert>=2.3,<3"  # the LiteRT interpreter for `export --format tflite`
+
 setup(
     name="keras-lottery",
     version=re.search(r'__version__ = "([^"]+)"', (here / "keras_lottery" / "__init__.py").read_text()).group(1),
@@ -22,11 +24,13 @@ setup(
     python_requires=">=3.10",
     install_requires=requirements,
     # wheel: tests build the package as a wheel; jax: the Keras 3 path is tested on JAX too;
+    # litert: `export --format tflite` (LiteRT's interpreter, the flatbuffer schema), tested too;
     # mkdocs, mkdocs-material, mkdocstrings: tests build the documentation site (docs/, mkdocs.yml).
     extras_require={
-        "test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34", "mkdocs>=1.6", "mkdocs-material>=9.5",
+        "test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34", LITERT, "mkdocs>=1.6", "mkdocs-material>=9.5",
                  "mkdocstrings[python]>=0.26"],
         "jax": ["jax[cpu]>=0.4.34"],
+        "litert": [LITERT],
     },
     entry_points={"console_scripts": ["keras-lottery=keras_lottery.cli:main"]},
 )

@@ -267,30 +267,79 @@ def _write_report(run_dir, quiet=False):
 @click.option("--out", type=click.Path(), required=True,
               help="Folder for the SavedModel, and model.keras on Keras 3 (new or empty).")
 @click.option("--force", is_flag=True, help="Write into --out even if it holds other files.")
-def export(run_dir, round_index, trial, variant, weights, out, force):
-    """Write one trial/round/variant of RUN_DIR as a SavedModel, and a .keras file on Keras 3 (no pruning wrappers)."""
+@click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite"]), default="savedmodel",
+              show_default=True, help="tflite: LiteRT model.tflite with sparse weight encoding (needs ai-edge-litert).")
+@click.option("--quantize", type=click.Choice(["int8"]),
+              help="With --format tflite: full-integer quantization calibrated on the run's training data.")
+@click.option("--benchmark", is_flag=True,
+              help="With --format tflite: compare with the dense round 0 (size, latency, test accuracy); "
+                   "writes RUN_DIR/export/benchmark.json.")
+@click.option("--calls", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --benchmark: calls whose median latency is taken.")
+@click.option("--data", "data_path", type=click.Path(),
+              help="With --quantize/--benchmark: the run's data file, if it moved.")
+def export(run_dir, round_index, trial, variant, weights, out, force, export_format, quantize, benchmark, calls,
+           data_path):
+    """Write one trial/round/variant of RUN_DIR as a SavedModel, and a .keras file on Keras 3 (no pruning
+    wrappers), or with --format tflite as a LiteRT model with sparse weights."""
     from keras_lottery import flavours
 
     try:
         flavours.choose_for_run(run_dir)
     except _usage_errors() as err:
         _fail(err)
+    if export_format == "tflite":
+        _export_tflite(run_dir, round_index, trial, variant, weights, out, force, quantize, benchmark, calls, data_path)
+        return
+    given = [flag for flag, value in (("--quantize", quantize), ("--benchmark", benchmark), ("--data", data_path))
+             if value]
+    if given:
+        _fail(f"{given[0]} applies to --format tflite only; add --format tflite or remove {given[0]}")
     from keras_lottery import export as exporting
 
-    try:
+    with _export_errors(run_dir):
         exporting.export(run_dir, round_index, out, trial, variant, weights, force)
-    except _usage_errors() as err:
-        _fail(err)
-    except FileNotFoundError as err:
-        _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
-    except (OSError, RecursionError, MemoryError) as err:
-        _fault(err, "the export")
     click.echo(exporting.written(out))
     try:
         for line in exporting.describe_costs(exporting.costs_of(run_dir, round_index, trial, variant, weights)):
             click.echo(line)
     except (_usage_errors(), OSError, ValueError) as err:  # the SavedModel is written; costs are extra
         click.echo(f"no costs: {err}", err=True)
+
+
+@contextlib.contextmanager
+def _export_errors(run_dir):
+    """Bad input as one line (exit 2), a fault of the machine as one line (exit 1)."""
+    try:
+        yield
+    except _usage_errors() as err:
+        _fail(err)
+    except FileNotFoundError as err:
+        _fail(f"{err.filename} is missing: {run_dir} is not a complete keras-lottery run directory")
+    except (OSError, RecursionError, MemoryError) as err:
+        _fault(err, "the export")
+
+
+def _export_tflite(run_dir, round_index, trial, variant, weights, out, force, quantize, benchmark, calls, data_path):
+    """``export --format tflite``: model.tflite, how its kernels are stored and run, and the benchmark."""
+    from keras_lottery import export_tflite
+
+    with _interruptible(lambda: f"exporting {run_dir}"), _export_errors(run_dir):
+        path, found, _ = export_tflite.export_tflite(
+            run_dir, round_index, out, trial, variant, weights, force, quantize, data_path)
+        click.echo(f"LiteRT model in {path} (load it with ai_edge_litert.interpreter.Interpreter)")
+        for line in export_tflite.describe_sparsity(found):
+            click.echo(line)
+        if benchmark:
+            click.echo(f"benchmark: dense round 0 vs round {round_index}, {calls} calls per batch size ...")
+            entry = export_tflite.benchmark(run_dir, round_index, trial, variant, weights, quantize, data_path,
+                                            calls, scratch=out)
+            for line in export_tflite.describe_benchmark(entry):
+                click.echo(line)
+            click.echo(export_tflite.table([entry]))
+            from keras_lottery.rundir import layout
+
+            click.echo(f"benchmark: {layout.export_benchmark(run_dir)}")
 
 
 @main.command("report")

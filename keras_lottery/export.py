@@ -17,6 +17,7 @@ from keras_lottery.errors import UsageError
 
 
 KERAS_FILE = "model.keras"  # the Keras 3 model file inside --out
+TFLITE_FILE = "model.tflite"  # the LiteRT model inside --out (keras_lottery.export_tflite)
 
 
 class ExportError(UsageError):
@@ -157,10 +158,10 @@ def check_out(run_dir, out, force=False):
         raise ExportError(f"--out {out} is not empty; choose an empty or new folder, or pass --force to write over it")
 
 
-# What an export writes into --out (a SavedModel, and model.keras on Keras 3): with --force,
+# What an export writes into --out (a SavedModel, model.keras on Keras 3, model.tflite): with --force,
 # these are removed before writing, so no file of an earlier export stays beside the new one.
-EXPORTED = ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb", "variables", "assets", KERAS_FILE)
-EXPORT_MARKERS = ("saved_model.pb", KERAS_FILE)  # a folder holding one of these holds an earlier export
+EXPORTED = ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb", "variables", "assets", KERAS_FILE, TFLITE_FILE)
+EXPORT_MARKERS = ("saved_model.pb", KERAS_FILE, TFLITE_FILE)  # a folder holding one of these holds an earlier export
 
 
 def clear_earlier_export(out):
@@ -206,6 +207,15 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
 
     ``out`` must be outside the run directory and empty or new, unless ``force``."""
     check_out(run_dir, out, force)
+    model = ticket_model(run_dir, round_index, trial, variant, weights)
+    if force:
+        clear_earlier_export(out)
+    save(model, out)
+    return model
+
+
+def ticket_model(run_dir, round_index, trial=0, variant=variants.TICKET, weights="trained"):
+    """The Keras model of one trial/round/variant (see :func:`ticket_weights`), unwrapped."""
     recipe, values = ticket_weights(run_dir, round_index, trial, variant, weights)
     model = build(run_dir, recipe)
     shapes = {name: tuple(value.shape) for name, value in masking.get_weights(model).items()}
@@ -220,8 +230,5 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
         masking.set_weights(model, values)
     except ValueError as err:
         raise integrity.DamagedFileError(f"{layout.variant_dir(run_dir, trial, round_index, variant)}: {err}") from None
-    if force:
-        clear_earlier_export(out)
-    save(model, out)
     return model
 

@@ -100,6 +100,19 @@ def child(folder):
         facts_export["savedmodel_difference"] = _max_difference(served.serve(tf.constant(x)).numpy(), expected)
     record("export", **facts_export)
 
+    # export --format tflite: Keras 3 goes through the SavedModel of its forward pass (jax2tf on JAX)
+    if importlib.util.find_spec("ai_edge_litert") is not None:
+        from keras_lottery import export_tflite
+
+        out = folder / "tflite"
+        code, output = _invoke(["export", run_dir, "--round", 1, "--format", "tflite", "--out", out])
+        facts_tflite = {"code": code, "output": output[-2000:],
+                        "files": sorted(p.name for p in out.iterdir()) if out.is_dir() else []}
+        if code == 0:
+            runner = export_tflite.Runner((out / export_tflite.TFLITE_FILE).read_bytes(), batch=len(x))
+            facts_tflite["difference"] = _max_difference(runner(x), expected)
+        record("tflite", **facts_tflite)
+
     # The architecture saved in model.json (how a model of the user's own is rebuilt) is Keras 3 JSON.
     architecture = json.loads(layout.model_file(run_dir).read_text())["architecture"]
     rebuilt = keras.models.model_from_json(json.dumps(architecture))
@@ -230,6 +243,16 @@ def test_export_writes_model_keras_and_a_savedmodel_of_the_ticket(facts):
     assert export["keras_difference"] == 0.0
     assert export["savedmodel_difference"] < 1e-5  # the forward pass traced (jax2tf on JAX)
     assert facts["model_json"]["difference"] == 0.0
+
+
+def test_tflite_export_of_a_keras3_ticket_predicts_like_it(facts):
+    if "tflite" not in facts:
+        pytest.skip("ai-edge-litert is not installed")
+    tflite = facts["tflite"]
+    assert tflite["code"] == 0, tflite["output"]
+    assert tflite["files"] == ["model.tflite"]  # the SavedModel it was converted from is not left behind
+    assert "(FULLY_CONNECTED float32" in tflite["output"]  # how each kernel is stored and run
+    assert tflite["difference"] < 1e-5
 
 
 def test_the_masked_model_saves_as_keras_loads_with_its_masks_and_strips(facts):

@@ -99,10 +99,12 @@ def test_the_installed_package_lists_and_shows_recipes_from_any_folder(installed
     assert shown.returncode == 0, shown.stderr[-2000:]
     resolved = json.loads((ROOT / "tests" / "fixtures" / "recipes_resolved.json").read_text(encoding="utf-8"))
     shown = json.loads(shown.stdout)
+    assert shown["pruning"].pop("structure") == "unstructured"  # added in 0.4, at its default
     assert shown.pop("keras") == "tf_keras" and shown == resolved["conv6_cifar10"]  # keras: added in 0.3, at its default
     variant = run([sys.executable, "-m", "keras_lottery.cli", "recipes", "show", "resnet18_cifar10_warmup"], cwd=tmp_path, env=env)
     assert variant.returncode == 0, variant.stderr[-2000:]
     variant = json.loads(variant.stdout)
+    assert variant["pruning"].pop("structure") == "unstructured"
     assert variant.pop("keras") == "tf_keras" and variant == resolved["resnet18_cifar10_warmup"]
     assert list(tmp_path.iterdir()) == []
 

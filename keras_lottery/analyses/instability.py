@@ -212,35 +212,12 @@ def check_backend(run):
 
 def load_data(run, options):
     """The run's data, refused unless its content has the run's fingerprint."""
-    from keras_lottery import data
+    from keras_lottery.rundir import integrity
 
-    recipe = run.recipe
-    dataset = recipe.dataset
-    if dataset.name == data.PYTHON:
-        raise AnalysisError(
-            f"analysis {NAME}: the run's data was passed to keras_lottery.run from Python and cannot be reloaded here; "
-            "train the run on a file (--data) or a named dataset to analyze its instability"
-        )
-    if options.data:
-        dataset = dataclasses.replace(dataset, path=str(Path(options.data).resolve()))
-    if dataset.path is not None and not Path(dataset.path).is_file():
-        raise AnalysisError(
-            f"analysis {NAME}: the run's data file {dataset.path} is missing; pass --data PATH to the file it moved to"
-        )
     try:
-        splits = data.load(dataset)
-    except data.DataError as err:
-        raise AnalysisError(f"analysis {NAME}: cannot load the run's data ({err})") from None
-    try:
-        saved = storage.read_json(layout.identity_file(run.path))["identity"]["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        saved = None
-    if saved is not None and splits.fingerprint != saved:
-        raise AnalysisError(
-            f"analysis {NAME}: the data {splits.source} is not the run's (fingerprint {splits.fingerprint[:12]}, "
-            f"the run's {str(saved)[:12]}); pass --data PATH to the run's data file"
-        )
-    return splits
+        return integrity.run_data(run.path, run.recipe.dataset, options.data)
+    except integrity.OtherDataError as err:
+        raise AnalysisError(f"analysis {NAME}: {err}") from None
 
 
 def experiment_for(run, splits, log):

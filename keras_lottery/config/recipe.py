@@ -29,7 +29,7 @@ from keras_lottery import flavours
 from keras_lottery import models
 from keras_lottery.config.identity import to_jsonable
 from keras_lottery.lottery import rewinding, variants
-from keras_lottery.pruning import criteria
+from keras_lottery.pruning import blocks, criteria
 from keras_lottery.errors import UsageError
 
 LAYER_KINDS = ("conv", "dense", "output", "shortcut")
@@ -215,8 +215,12 @@ class PruningConfig:
     include: tuple = ()  # layer names or regular expressions: prune only these
     exclude: tuple = ()  # layer names or regular expressions: never prune these
     criterion: str = criteria.DEFAULT
+    # "unstructured", or a block shape [rows, cols] pruned whole (keras_lottery.pruning.blocks)
+    structure: typing.Union[str, tuple] = blocks.UNSTRUCTURED
 
     def check(self, key):
+        wrong = blocks.problem(self.structure)
+        _require(wrong is None, f"{key}.structure", wrong, self.structure)
         _require(self.criterion in criteria.REGISTRY, f"{key}.criterion", f"one of {', '.join(criteria.names())}", self.criterion)
         for name in ("include", "exclude"):
             for pattern in getattr(self, name):
@@ -362,11 +366,20 @@ def _type_name(tp):
 def _coerce(value, tp, key):
     """Check ``value`` against the annotation ``tp``; return the value to store."""
     origin = typing.get_origin(tp)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union:  # Optional[X], or one of several types (the first that fits)
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
+        if value is None and type(None) in typing.get_args(tp):
             return None
-        return _coerce(value, args[0], key)
+        if len(args) == 1:
+            return _coerce(value, args[0], key)
+        for arg in args:
+            try:
+                return _coerce(value, arg, key)
+            except RecipeError:
+                pass
+        raise RecipeError(
+            f"recipe key '{key}': must be {' or '.join(_type_name(a) for a in args)}, got {json.dumps(value)}"
+        )
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise RecipeError(f"recipe key '{key}': must be an object, got {json.dumps(value)}")

@@ -165,7 +165,7 @@ class Experiment:
 
     def describe(self):
         """Lines saying which layers are pruned at which rate."""
-        return models.describe_pruning(self.plain, self.rates)
+        return models.describe_pruning(self.plain, self.rates, self.recipe.pruning.structure)
 
     def identity(self):
         return identity.identity(self.recipe, self.splits.fingerprint, model_fingerprint(self.source, self.plain),

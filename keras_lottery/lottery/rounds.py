@@ -139,7 +139,7 @@ class Round:
             config = self.recipe.pruning
             masks = pruning.criterion_masks(
                 config.criterion, kernels(start), kernels(trained), source.ticket_masks(), self.rates,
-                self.index, config.scope,
+                self.index, config.scope, config.structure,
             )
         storage.save_arrays(path, masks)
         return masks

@@ -90,7 +90,8 @@ class RandomReinit(Variant):
 
 @register
 class RandomPrune(Variant):
-    """The paper's random pruning: a random mask with the ticket's per-layer sparsity."""
+    """The paper's random pruning: a random mask with the ticket's per-layer sparsity (with
+    a block ``pruning.structure``: random whole blocks, as many per layer as the ticket's)."""
 
     name = "random_prune"
     label = "random pruning"
@@ -98,7 +99,7 @@ class RandomPrune(Variant):
     style = {"linestyle": ":", "marker": "^"}
 
     def masks(self, round_):
-        return pruning.random_masks(round_.ticket_masks(), round_.seed(self.name))
+        return pruning.random_masks(round_.ticket_masks(), round_.seed(self.name), round_.recipe.pruning.structure)
 
 
 @register

@@ -160,6 +160,10 @@ def kernel_sizes(model):
     return {layer.name: int(np.prod(tuple(layer.kernel.shape))) for layer in kernel_layers(model)}
 
 
+def _kernel_shape(model, name):
+    return next(tuple(layer.kernel.shape) for layer in kernel_layers(model) if layer.name == name)
+
+
 def kernel_weight_count(model):
     """Number of prunable kernel weights: what the paper counts as the network's weights."""
     return sum(kernel_sizes(model).values())
@@ -236,8 +240,11 @@ def _other_kernel_layers(model):
     return others
 
 
-def describe_pruning(model, rates_by_layer):
-    """Lines saying which layers a run prunes at which rate and which kernel layers stay dense."""
+def describe_pruning(model, rates_by_layer, structure=None):
+    """Lines saying which layers a run prunes at which rate and which kernel layers stay dense
+    (and, with a block ``structure``, in how many blocks and at which real rate)."""
+    from keras_lottery.pruning import blocks
+
     kinds, sizes = layer_kinds(model), kernel_sizes(model)
     unknown = sorted(set(rates_by_layer) - set(kinds))
     if unknown:
@@ -252,6 +259,8 @@ def describe_pruning(model, rates_by_layer):
     for name, kind in kinds.items():
         rate = rates_by_layer.get(name)
         what = f"{100 * rate:g}% per round" if rate is not None else "stays dense"
+        if rate is not None and blocks.block_shape(structure):
+            what += " " + blocks.describe_layer(_kernel_shape(model, name), rate, structure)
         lines.append(f"  {name:<{width}}  {kind:<8}  {sizes[name]:>11,} weights  {what}")
     for layer in others:
         lines.append(

@@ -1,6 +1,8 @@
 """Pruning: which weights survive a round.
 
 - :mod:`.criteria`: the registry of scoring functions that rank weights;
+- :mod:`.blocks`: block structure (``pruning.structure``): blocks of a kernel, scored,
+  kept and drawn whole;
 - :mod:`.masks`: masks from scores (layer-wise or global, iterative counts), random
   masks for the controls, sparsity bookkeeping.
 

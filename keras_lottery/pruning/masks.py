@@ -3,11 +3,14 @@
 Pure numpy. A layer pruned at rate ``p`` keeps ``round(n * (1 - p) ** r)`` weights
 after round ``r``: the count comes from the round number, not from the previous count,
 so rounding never accumulates. Each round keeps the largest-magnitude survivors.
+
+With a block ``structure`` (:mod:`.blocks`) the same holds for whole blocks: blocks are
+scored by their members' mean score, counted, kept and drawn at random as units.
 """
 
 import numpy as np
 
-from keras_lottery.pruning import criteria
+from keras_lottery.pruning import blocks, criteria
 
 
 def keep_count(n, rate, round_index):
@@ -34,54 +37,74 @@ def _masked_scores(scores, mask):
     return scores
 
 
-def masks_from_scores(scores, masks, rates, round_index, scope="layerwise"):
+def masks_from_scores(scores, masks, rates, round_index, scope="layerwise", structure=blocks.UNSTRUCTURED):
     """Masks for ``round_index``: the highest ``scores`` among the current ``masks``' survivors.
 
     ``rates`` maps each pruned layer to its rate. Layer-wise, each layer keeps its own
-    count; globally, all the layers (which share one rate) are ranked together.
+    count; globally, all the layers (which share one rate) are ranked together. With a
+    block ``structure`` the units ranked and counted are blocks (:mod:`.blocks`).
     """
-    new = {}
-    if scope == "layerwise":
-        for name, rate in rates.items():
-            ranked = _masked_scores(scores[name], masks[name])
-            new[name] = _top(ranked, keep_count(ranked.size, rate, round_index)).reshape(masks[name].shape)
-        return new
-    if scope != "global":
+    if scope not in ("layerwise", "global"):
         raise ValueError(f"unknown pruning scope {scope!r}")
+    cut = blocks.grids({name: np.shape(masks[name]) for name in rates}, structure)
+    if cut is None:
+        units = {name: _masked_scores(scores[name], masks[name]) for name in rates}
+        shape_back = lambda name, keep: keep.reshape(masks[name].shape)  # noqa: E731
+    else:
+        units = {}
+        for name in rates:
+            ranked = cut[name].mean(scores[name]).ravel()
+            ranked[~cut[name].any(masks[name]).ravel()] = -np.inf  # pruned blocks never come back
+            units[name] = ranked
+        shape_back = lambda name, keep: cut[name].expand(keep)  # noqa: E731
+    if scope == "layerwise":
+        return {name: shape_back(name, _top(ranked, keep_count(ranked.size, rates[name], round_index)))
+                for name, ranked in units.items()}
     names = list(rates)
     (rate,) = set(rates.values())
-    pooled = np.concatenate([_masked_scores(scores[n], masks[n]) for n in names])
+    pooled = np.concatenate([units[n] for n in names])
     keep = _top(pooled, keep_count(pooled.size, rate, round_index))
-    start = 0
+    new, start = {}, 0
     for name in names:
-        size = masks[name].size
-        new[name] = keep[start: start + size].reshape(masks[name].shape)
+        size = units[name].size
+        new[name] = shape_back(name, keep[start: start + size])
         start += size
     return new
 
 
-def criterion_masks(criterion, initial, trained, masks, rates, round_index, scope="layerwise"):
+def criterion_masks(criterion, initial, trained, masks, rates, round_index, scope="layerwise",
+                    structure=blocks.UNSTRUCTURED):
     """Masks ranked by the registered ``criterion`` (:mod:`.criteria`) of each layer's
-    kernel where the round started (``initial``) and after training (``trained``)."""
+    kernel where the round started (``initial``) and after training (``trained``); a block
+    ``structure`` ranks blocks by their members' mean score."""
     score = criteria.get(criterion)
     scores = {name: score(np.asarray(initial[name]), np.asarray(trained[name])) for name in rates}
-    return masks_from_scores(scores, masks, rates, round_index, scope)
+    return masks_from_scores(scores, masks, rates, round_index, scope, structure)
 
 
-def magnitude_masks(kernels, masks, rates, round_index, scope="layerwise"):
+def magnitude_masks(kernels, masks, rates, round_index, scope="layerwise", structure=blocks.UNSTRUCTURED):
     """Masks keeping the largest-magnitude survivors of trained ``kernels`` (the paper's)."""
-    return masks_from_scores({name: np.abs(kernels[name]) for name in rates}, masks, rates, round_index, scope)
+    return masks_from_scores({name: np.abs(kernels[name]) for name in rates}, masks, rates, round_index, scope,
+                             structure)
 
 
-def random_masks(masks, seed):
-    """Random masks with exactly the same number of survivors in each layer."""
+def random_masks(masks, seed, structure=blocks.UNSTRUCTURED):
+    """Random masks with exactly the same number of survivors in each layer; with a block
+    ``structure``, random whole blocks, as many in each layer as ``masks`` keeps."""
     rng = np.random.default_rng(seed)
+    cut = blocks.grids({name: np.shape(mask) for name, mask in masks.items()}, structure)
     new = {}
     for name in sorted(masks):
         mask = np.asarray(masks[name])
-        keep = np.zeros(mask.size, np.float32)
-        keep[rng.permutation(mask.size)[: int(mask.sum())]] = 1.0
-        new[name] = keep.reshape(mask.shape)
+        if cut is None:
+            keep = np.zeros(mask.size, np.float32)
+            keep[rng.permutation(mask.size)[: int(mask.sum())]] = 1.0
+            new[name] = keep.reshape(mask.shape)
+            continue
+        grid = cut[name]
+        keep = np.zeros(grid.count, np.float32)
+        keep[rng.permutation(grid.count)[: int(grid.any(mask).sum())]] = 1.0
+        new[name] = grid.expand(keep)
     return new
 
 

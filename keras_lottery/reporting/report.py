@@ -363,6 +363,17 @@ def cost_table(run):
     return "\n".join(lines)
 
 
+def _deployment(run_dir):
+    """The section of ``export --format tflite --benchmark`` (:mod:`keras_lottery.export_tflite`), or None."""
+    from keras_lottery.rundir import layout
+
+    if not layout.export_benchmark(run_dir).is_file():
+        return None
+    from keras_lottery import export_tflite
+
+    return export_tflite.section(run_dir)
+
+
 def markdown(runs, figures, out=Path(".")):
     """The report text for ``runs`` written into ``out``; ``figures`` maps a caption to
     a PNG file name."""
@@ -409,6 +420,9 @@ def markdown(runs, figures, out=Path(".")):
             lines += [f"| {r['trial']} | {r['round']} | {r['variant']} | {r.get('error', '')} |" for r in run.failed]
         for name, text in analyses.sections(run.path, out):
             lines += ["", f"### Analysis: {name}", "", text]
+        deployed = _deployment(run.path)
+        if deployed:
+            lines += ["", "### Deployed with LiteRT", "", deployed]
     if figures:
         lines += ["", "## Figures", ""]
         for caption, name in figures.items():

@@ -26,6 +26,42 @@ class DamagedFileError(UsageError):
     """A file of a run directory that ``export``, ``report`` or ``analyze`` cannot use."""
 
 
+class OtherDataError(UsageError):
+    """The data a command needs is not the data the run trained on, or cannot be loaded."""
+
+
+def run_data(run_dir, dataset, data_path=None):
+    """The run's data (its recipe's ``dataset``; ``data_path``: where its file is now),
+    refused unless its content has the fingerprint the run saved in ``identity.json``."""
+    import dataclasses
+
+    from keras_lottery import data
+
+    if dataset.name == data.PYTHON:
+        raise OtherDataError(
+            "the run's data was passed to keras_lottery.run from Python and cannot be reloaded here; "
+            "train the run on a file (--data) or a named dataset"
+        )
+    if data_path:
+        dataset = dataclasses.replace(dataset, path=str(Path(data_path).resolve()))
+    if dataset.path is not None and not Path(dataset.path).is_file():
+        raise OtherDataError(f"the run's data file {dataset.path} is missing; pass --data PATH to the file it moved to")
+    try:
+        splits = data.load(dataset)
+    except data.DataError as err:
+        raise OtherDataError(f"cannot load the run's data ({err})") from None
+    try:
+        saved = storage.read_json(layout.identity_file(run_dir))["identity"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        saved = None
+    if saved is not None and splits.fingerprint != saved:
+        raise OtherDataError(
+            f"the data {splits.source} is not the run's (fingerprint {splits.fingerprint[:12]}, "
+            f"the run's {str(saved)[:12]}); pass --data PATH to the run's data file"
+        )
+    return splits
+
+
 def _damaged(path, problem):
     return DamagedFileError(
         f"{path} is damaged: {problem}; rerun keras-lottery run with the run's recipe to redo it "

@@ -14,6 +14,7 @@
                                           predictions.npz (0.2+: test predictions at early stop);
                                           checkpoints/ while the variant trains
         analyses/<analysis>/              one folder per analysis (see keras_lottery.analyses)
+        export/benchmark.json             `export --format tflite --benchmark`: dense vs ticket in LiteRT
         report/                           report.md and figures
         tensorboard/                      event files
         .lock                             shared by the workers training here; an analysis holds it alone
@@ -37,6 +38,8 @@ REPORT = "report"
 TENSORBOARD = "tensorboard"
 ANALYSES = "analyses"
 ANALYSIS_OPTIONS = "options.json"  # inside analyses/<analysis>/
+EXPORT = "export"
+EXPORT_BENCHMARK = "benchmark.json"  # inside export/ (keras_lottery.export_tflite)
 
 INIT = "init.npz"
 REWIND = "rewind.npz"
@@ -157,6 +160,10 @@ def checkpoints(variant_folder):
 
 def analysis_dir(run_dir, name):
     return Path(run_dir) / ANALYSES / name
+
+
+def export_benchmark(run_dir):
+    return Path(run_dir) / EXPORT / EXPORT_BENCHMARK
 
 
 def tensorboard(run_dir, *parts):
