@@ -84,6 +84,7 @@ def reference(recipe_path, tmp_path_factory):
     return folder / "one"
 
 
+@pytest.mark.slow  # tests/flavoured/test_core.py checks two workers against one on every Keras
 def test_three_workers_give_the_results_of_one(recipe_path, reference, tmp_path):
     text = run(recipe_path, tmp_path / "three", tmp_path, "--workers", "3")
     assert_same_run(tmp_path / "three", reference)
@@ -219,3 +220,25 @@ def test_the_python_api_runs_workers_with_its_own_model_and_data(tmp_path):
         lock = threading.Lock()
         kl.run(recipe, model=lambda seed: lock and small_model(seed), data=data, out=tmp_path / "x", workers=2)
     assert not (tmp_path / "x").exists()
+
+
+def test_the_scheduler_examples_use_the_commands_as_they_are(tmp_path):
+    """examples/: the Slurm script is valid bash, the Kubernetes Job valid YAML, and every
+    keras-lottery option they pass exists."""
+    import re
+
+    import yaml
+    from click.testing import CliRunner
+
+    from keras_lottery.cli import main
+
+    slurm, k8s = ROOT / "examples" / "slurm_array.sh", ROOT / "examples" / "k8s_indexed_job.yaml"
+    assert subprocess.run(["bash", "-n", str(slurm)]).returncode == 0
+    job = yaml.safe_load(k8s.read_text())
+    assert job["kind"] == "Job" and job["spec"]["completionMode"] == "Indexed"
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    for text in (slurm.read_text(), script):
+        for command, options in re.findall(r"keras-lottery (run|worker) ([^\n]*)", text):
+            helped = CliRunner().invoke(main, [command, "--help"]).output
+            for option in re.findall(r"(--[a-z-]+)", options):
+                assert option in helped, (command, option)

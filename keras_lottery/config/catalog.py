@@ -75,15 +75,21 @@ def kernel_weight_count(recipe):
     return models.kernel_weight_count(models.build(recipe.model, shape, classes, seed=0))
 
 
+def loaded(directory=None):
+    """``(path, recipe)`` of every recipe file (shipped, or ``directory``'s); a file that does
+    not parse is refused naming it."""
+    for path in recipe_paths(directory):
+        try:
+            yield path, recipes.load(path)
+        except recipes.RecipeError as err:
+            raise recipes.RecipeError(f"{path}: {err}") from None
+
+
 def rows(directory=None):
     """One dict per recipe file: name, model, dataset, weights, description."""
     counts = {}
     result = []
-    for path in recipe_paths(directory):
-        try:
-            recipe = recipes.load(path)
-        except recipes.RecipeError as err:
-            raise recipes.RecipeError(f"{path}: {err}") from None
+    for path, recipe in loaded(directory):
         key = json.dumps([recipe.model.name, recipe.model.hidden, recipe.dataset.name])
         if key not in counts:
             counts[key] = kernel_weight_count(recipe)
@@ -145,11 +151,7 @@ def markdown(directory=None):
     and settings. The documentation site's recipe page is built from it, so a new recipe file
     appears there without editing the documentation. TensorFlow-free."""
     found = []
-    for path in recipe_paths(directory):
-        try:
-            recipe = recipes.load(path)
-        except recipes.RecipeError as err:
-            raise recipes.RecipeError(f"{path}: {err}") from None
+    for path, recipe in loaded(directory):
         raw = json.loads(path.read_text())
         found.append((path.stem, recipe, raw.get("extends") if isinstance(raw, dict) else None))
     lines = ["| recipe | model | dataset | paper, section, figure |", "| --- | --- | --- | --- |"]
