@@ -205,10 +205,10 @@ main.add_command(_speed(), "speed")
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True), required=False)
 @click.option("--name", help="This worker's name in claims and lines (default host:pid).")
 @click.option("--data", "data_path", type=click.Path(), help="The run's .npz data, where its path differs on this machine.")
-@click.option("--relay", is_flag=True, hidden=True, help="Started by `run --workers`: report to it.")
+@click.option("--relay", is_flag=True, hidden=True, help="Started by `run --workers`: read the experiment on stdin, report to it.")
 @_display_options
 def worker(run_dir, name, data_path, relay, plain, quiet):
     """Join the run in RUN_DIR (set up by `keras-lottery run`, on a shared filesystem
@@ -217,30 +217,33 @@ def worker(run_dir, name, data_path, relay, plain, quiet):
     Exits 0 when the experiment is finished, or early when every training left is claimed
     by another live worker. Any number of workers may come and go."""
     from keras_lottery import lottery
-    from keras_lottery.lottery import graph, workers
+    from keras_lottery.lottery import graph
     from keras_lottery.reporting import progress
 
-    payload = workers.read_payload(sys.stdin.buffer) if relay else None
-    seen = {"dir": run_dir}
+    if not relay and run_dir is None:
+        _fail("keras-lottery worker needs the run directory to join: keras-lottery worker RUN_DIR")
+    seen = {} if relay else {"dir": run_dir}
     display = progress.Relay(click.echo) if relay else progress.choose(plain, quiet, [name], echo=click.echo)
     display = _tracking(display, seen)
     with _interruptible(_where(seen)):
         try:
-            trained = lottery.join(run_dir, name, payload, data_path, until_finished=relay, log=display)
+            if relay:
+                lottery.join_pool(sys.stdin.buffer, name, display)
+                return
+            trained = lottery.join(run_dir, name, data_path, log=display)
         except _usage_errors() as err:
             _fail(err)
         except (OSError, MemoryError) as err:
             _fault(err, "the worker")
         finally:
             display.close()
-    if not relay:
-        from keras_lottery.config.recipe import parse
-        from keras_lottery.rundir import layout, storage
+    from keras_lottery.config.recipe import parse
+    from keras_lottery.rundir import layout, storage
 
-        done, total, _ = graph.tally(run_dir, parse(storage.read_json(layout.recipe_file(run_dir))))
-        state = "the experiment is finished" if done == total else \
-            f"{total - done} training(s) left, each claimed by another worker or waiting for one"
-        click.echo(f"worker{' ' + name if name else ''}: trained {trained} training(s); {state}")
+    done, total, _ = graph.tally(run_dir, parse(storage.read_json(layout.recipe_file(run_dir))))
+    state = "the experiment is finished" if done == total else \
+        f"{total - done} training(s) left, each claimed by another worker or waiting for one"
+    click.echo(f"worker{' ' + name if name else ''}: trained {trained} training(s); {state}")
 
 
 def _write_report(run_dir, quiet=False):

@@ -13,7 +13,7 @@ The registries are TensorFlow-free (parsing a recipe reads them); the experiment
 imported on first use.
 """
 
-_LAZY = ("Experiment", "RunDirError", "claim_run_dir", "join", "run", "run_dir_for")
+_LAZY = ("Experiment", "RunDirError", "claim_run_dir", "join", "join_pool", "run", "run_dir_for")
 
 
 def __getattr__(name):

@@ -14,6 +14,7 @@ the last mid-round checkpoint (:mod:`.checkpoints`). Damaged files are redone
 keeps analyses out while they train).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -306,8 +307,16 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", 
     Returns ``(run_dir, rows)``.
     """
     _check_workers(recipe, workers_count, devices)
-    blob = workers.payload(recipe, model, data_source) if workers_count > 1 else None
     display = displays.of(log)
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers_count > 1:  # the other workers start now and build the experiment while this process sets up
+            blob = workers.payload(recipe, model, data_source)
+            pool = stack.enter_context(workers.Pool(recipe, workers_count - 1, display, blob, devices))
+        return _run(recipe, out, display, model, data_source, root, workers_count, devices, pool)
+
+
+def _run(recipe, out, display, model, data_source, root, workers_count, devices, pool):
     experiment = build(recipe, display, model, data_source, workers_count=workers_count if devices is None else 1)
     splits = experiment.splits
     wanted = experiment.identity()
@@ -340,12 +349,12 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", 
                          "(rerun with the earlier --rounds, --trials or controls to list them again)")
         distribute.check_same_progress(experiment.strategy, results.collect(run_dir, recipe))  # multi-worker resume
         display.tally(*graph.tally(run_dir, recipe))
-        if workers_count == 1:
+        if pool is None:
             experiment.run()
-        else:  # this process is worker w1; the pool starts the others beside it
-            with workers.Pool(run_dir, recipe, workers_count - 1, display, blob, devices) as pool:
-                experiment.progress = pool.own()
-                experiment.run()
+        else:  # this process is worker w1; the pool's workers train beside it
+            pool.start(run_dir)
+            experiment.progress = pool.own()
+            experiment.run()
             experiment.progress = display  # w1 ends when every training is finished: a worker that died was replaced
         for trial, (first, failed_round) in sorted(graph.blocked_trials(run_dir, recipe).items()):
             last = recipe.pruning.rounds - 1
@@ -358,13 +367,11 @@ def run(recipe, out=None, log=print, model=None, data_source=None, root="runs", 
     return run_dir, rows
 
 
-def join(run_dir, name=None, relay=None, data_path=None, until_finished=False, log=print):
+def join(run_dir, name=None, data_path=None, until_finished=False, log=print):
     """Join the run in ``run_dir`` as one worker: rebuild its experiment from its
-    ``recipe.json`` (or from what ``relay`` brings from the process that started this
-    worker), check it is the same experiment, and train until nothing is left for this
-    worker. Returns how many trainings it trained."""
+    ``recipe.json``, check it is the same experiment, and train until nothing is left for
+    this worker. Returns how many trainings it trained."""
     run_dir = Path(run_dir)
-    payload = relay or {}
     try:
         saved = storage.read_json(layout.recipe_file(run_dir))
         storage.read_json(layout.identity_file(run_dir))["identity"]  # set up by keras-lottery run
@@ -374,25 +381,39 @@ def join(run_dir, name=None, relay=None, data_path=None, until_finished=False, l
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise RunDirError(f"{run_dir}: recipe.json or identity.json is unreadable ({type(err).__name__}); "
                           "choose a run directory keras-lottery run made") from None
-    recipe = parse(payload.get("recipe", saved))
+    recipe = parse(saved)
     if data_path is not None:
         recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, path=str(data_path)))
-    model, data_source = payload.get("model"), payload.get("data")
-    if relay is None and recipe.dataset.name == data.PYTHON:
+    if recipe.dataset.name == data.PYTHON:
         raise RunDirError(f"{run_dir} trains data given from Python (kl.run): only the workers that kl.run(..., "
                           "workers=N) starts can train it; run it with workers=N, or give the data in a recipe")
-    if relay is None and models.is_python_function(recipe.model.name):
+    if models.is_python_function(recipe.model.name):
         raise RunDirError(f"{run_dir} trains a model function given from Python (kl.run): only the workers that "
                           "kl.run(..., workers=N) starts can train it; name the function as module:function in "
                           "the recipe to share the run")
     if recipe.dataset.path and not Path(recipe.dataset.path).is_file():
         raise RunDirError(f"the run's data file {recipe.dataset.path} is not found from {Path.cwd()}; start the "
                           "worker where the run was started, or pass --data with the same data")
-    experiment = build(recipe, log, model, data_source, announce=relay is None)
-    claim_run_dir(recipe, run_dir, experiment.identity(), experiment.splits.source)  # refuses other data or model
+    return _work(build(recipe, log), run_dir, name, until_finished)
+
+
+def join_pool(stream, name, log):
+    """Work as a worker that a :class:`.workers.Pool` started: build the experiment from the
+    payload on ``stream`` while the pool's process sets the run directory up, then train in
+    the run directory it sends until the experiment is finished. Returns how many trainings
+    it trained (none if the pool stopped before the run directory was set up)."""
+    payload = workers.read_payload(stream)
+    experiment = build(parse(payload["recipe"]), log, payload["model"], payload["data"], announce=False)
+    run_dir = workers.read_payload(stream, default=None)
+    return 0 if run_dir is None else _work(experiment, Path(run_dir), name, until_finished=True)
+
+
+def _work(experiment, run_dir, name, until_finished):
+    """Train ``experiment``'s ready trainings in ``run_dir`` as the worker ``name``."""
+    claim_run_dir(experiment.recipe, run_dir, experiment.identity(), experiment.splits.source)  # other data, model
     experiment.run_dir = run_dir
     with locking.hold(run_dir, shared=True):
         with claims.shared_lock(run_dir):
-            integrity.repair(run_dir, recipe, experiment.log, skip_trials=workers.busy_trials(run_dir))
+            integrity.repair(run_dir, experiment.recipe, experiment.log, skip_trials=workers.busy_trials(run_dir))
             claims.clear_stale(run_dir)
         return workers.Worker(experiment, name, until_finished=until_finished).run()

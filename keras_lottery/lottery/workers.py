@@ -170,17 +170,20 @@ def worker_names(count):
 
 
 class Pool:
-    """``count`` worker processes on ``run_dir`` beside this one (``with Pool(...) as pool``),
-    their progress shown on ``display``. ``payload`` (bytes, from :func:`payload`) is what
-    each needs to rebuild the experiment. On leaving
-    the block the pool waits for them to end (a worker that ended with an error says so;
-    the others, this process's among them, take its training over). Names are ``w2``, ``w3``, ...: ``w1`` is this process's own worker."""
+    """``count`` worker processes beside this one (``with Pool(...) as pool``), their
+    progress shown on ``display``. They start at once and build the experiment from
+    ``payload`` (bytes, from :func:`payload`) while this process sets the run directory up;
+    :meth:`start` then tells them where it is, and they train. On leaving the block the
+    pool waits for them to end (a worker that ended with an error says so; the others, this
+    process's among them, take its training over); if the block ends with an error, the
+    workers are stopped. Names are ``w2``, ``w3``, ...: ``w1`` is this process's own worker."""
 
-    def __init__(self, run_dir, recipe, count, display, payload, devices=None):
-        self.run_dir, self.recipe, self.count, self.display = run_dir, recipe, count, display
+    def __init__(self, recipe, count, display, payload, devices=None):
+        self.recipe, self.count, self.display = recipe, count, display
         self.payload, self.devices = payload, devices
+        self.run_dir = None
         self.lock = threading.RLock()
-        self.children = {}
+        self.children, self.feeders = {}, {}
         self.lines = queue.Queue()
 
     def own(self, name="w1"):
@@ -188,18 +191,25 @@ class Pool:
         return displays.Shared(self.display, name, self.lock)
 
     def __enter__(self):
-        blob = self.payload
         for index, name in enumerate(worker_names(self.count + 1)[1:]):
-            command = [sys.executable, "-m", "keras_lottery.cli", "worker", str(self.run_dir), "--name", name, "--relay"]
+            command = [sys.executable, "-m", "keras_lottery.cli", "worker", "--relay", "--name", name]
             child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=_environment(self.count + 1, self.devices, index + 1))
             self.children[name] = child
-            threading.Thread(target=_feed, args=(child, blob), daemon=True).start()
+            self.feeders[name] = threading.Thread(target=_send, args=(child, self.payload), daemon=True)
+            self.feeders[name].start()
             for stream, kind in ((child.stdout, "out"), (child.stderr, "err")):
                 threading.Thread(target=_read, args=(stream, name, kind, self.lines), daemon=True).start()
         self.pump = threading.Thread(target=self._show, daemon=True)
         self.pump.start()
         return self
+
+    def start(self, run_dir):
+        """The run directory is set up: the workers may train in it."""
+        self.run_dir = run_dir
+        blob = pickle.dumps(str(run_dir))
+        for name, child in self.children.items():  # after the payload, never inside it
+            threading.Thread(target=_send, args=(child, blob, True, self.feeders[name]), daemon=True).start()
 
     def _show(self):
         open_streams = 2 * len(self.children)
@@ -213,11 +223,12 @@ class Pool:
                     self.display.line(text.rstrip(), name)
                     continue
                 displays.replay(text, self.display, name)
-                if text.startswith(displays.RELAY_PREFIX) and '"call": "finished"' in text:
+                if self.run_dir is not None and text.startswith(displays.RELAY_PREFIX) and \
+                        '"call": "finished"' in text:
                     self.display.tally(*graph.tally(self.run_dir, self.recipe))
 
     def __exit__(self, kind, error, trace):
-        if kind is not None:  # this process stopped (an interruption, an error): stop the others
+        if kind is not None or self.run_dir is None:  # stopped before or while working: stop the others
             for child in self.children.values():
                 if child.poll() is None:
                     child.terminate()
@@ -234,11 +245,17 @@ class Pool:
         return False
 
 
-def _feed(child, blob):
+def _send(child, blob, last=False, after=None):
+    """Write ``blob`` to a worker's standard input once the thread ``after`` wrote what came
+    before (then close it, if ``last``)."""
+    if after is not None:
+        after.join()
     try:
         child.stdin.write(blob)
-        child.stdin.close()
-    except (BrokenPipeError, OSError):  # the worker ended before reading (it says why on stderr)
+        child.stdin.flush()
+        if last:
+            child.stdin.close()
+    except (BrokenPipeError, OSError, ValueError):  # the worker ended (it says why on stderr)
         pass
 
 
@@ -248,6 +265,15 @@ def _read(stream, name, kind, lines):
     lines.put((name, kind, None))
 
 
-def read_payload(stream):
-    """What :func:`run_pool` sent a worker it started."""
-    return pickle.loads(stream.read())
+NOTHING = object()
+
+
+def read_payload(stream, default=NOTHING):
+    """The next thing a :class:`Pool` sent a worker it started: the payload, then (once it
+    is set up) the run directory; ``default`` if the pool closed the stream first."""
+    try:
+        return pickle.load(stream)
+    except EOFError:
+        if default is NOTHING:
+            raise
+        return default
