@@ -226,6 +226,8 @@ def worker(run_dir, name, data_path, relay, plain, quiet):
     display = progress.Relay(click.echo) if relay else progress.choose(plain, quiet, [name], echo=click.echo)
     display = _tracking(display, seen)
     with _interruptible(_where(seen)):
+        if relay:  # Ctrl-C on a terminal reaches the whole process group: the run stops its workers itself
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             if relay:
                 lottery.join_pool(sys.stdin.buffer, name, display)

@@ -242,3 +242,23 @@ def test_the_scheduler_examples_use_the_commands_as_they_are(tmp_path):
             helped = CliRunner().invoke(main, [command, "--help"]).output
             for option in re.findall(r"(--[a-z-]+)", options):
                 assert option in helped, (command, option)
+
+
+def test_an_interrupted_run_stops_its_workers_with_one_line(recipe_path, tmp_path):
+    """SIGINT (Ctrl-C reaches the whole process group) while two workers train: one line,
+    exit 130, no worker left running; the finished trainings stay finished."""
+    out = tmp_path / "stopped"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen([sys.executable, "-m", "keras_lottery", "run", str(recipe_path), "--out", str(out),
+                                "--workers", "2", "--plain"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: layout.summary(out, 0, 0, "ticket").is_file() and
+             any(claims.holder(p) for p in layout.claims_dir(out).glob("trial_*.json")), what="a second training")
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    errors = [line for line in (stdout + stderr).splitlines() if "error: " in line]
+    assert len(errors) == 1 and errors[0].startswith("error: stopped by SIGINT"), stdout[-2000:] + stderr[-2000:]
+    time.sleep(1)
+    assert not [p for p in layout.claims_dir(out).glob("trial_*.json") if claims.holder(p)], "no worker left"
+    assert layout.summary(out, 0, 0, "ticket").is_file()

@@ -182,6 +182,7 @@ class Pool:
         self.recipe, self.count, self.display = recipe, count, display
         self.payload, self.devices = payload, devices
         self.run_dir = None
+        self.stopping = False  # this process stopped: the workers' last words are not shown
         self.lock = threading.RLock()
         self.children, self.feeders = {}, {}
         self.lines = queue.Queue()
@@ -219,6 +220,8 @@ class Pool:
                 open_streams -= 1
                 continue
             with self.lock:
+                if self.stopping:
+                    continue
                 if kind == "err":
                     self.display.line(text.rstrip(), name)
                     continue
@@ -229,6 +232,8 @@ class Pool:
 
     def __exit__(self, kind, error, trace):
         if kind is not None or self.run_dir is None:  # stopped before or while working: stop the others
+            with self.lock:
+                self.stopping = True  # this process says why in one line
             for child in self.children.values():
                 if child.poll() is None:
                     child.terminate()
