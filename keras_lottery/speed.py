@@ -75,10 +75,10 @@ def measure(r, steps=20, warmup=3, eval_examples=2000):
 
 
 def training_steps(r):
-    """Optimizer steps of the whole recipe (every trial, round and variant)."""
-    pruned_rounds = r.pruning.rounds - 1
-    per_trial = r.training.iterations + pruned_rounds * len(r.variants) * (r.training.iterations - r.rewind.iteration)
-    return r.trials * per_trial
+    """Optimizer steps of the whole recipe (every trial, round and variant), as the graph counts them."""
+    from keras_lottery.lottery import graph
+
+    return r.trials * sum(graph.work(r, node) for node in graph.nodes(r, [0]))
 
 
 def evaluations(r):
