@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from keras_lottery import pruning
+from keras_lottery.pruning import units
 from keras_lottery.lottery import rewinding, variants
 from keras_lottery.rundir import layout, storage
 
@@ -131,15 +132,14 @@ class Round:
             return storage.load_arrays(path)
         if self.index == 0:
             theta_0 = self.theta_0()
-            masks = {name: np.ones(theta_0[f"{name}/kernel"].shape, np.float32) for name in self.rates}
+            masks = {name: np.ones(theta_0[units.weight_key(name)].shape, np.float32) for name in self.rates}
         else:
             source = self.source()
             start, trained = source.rewound_weights(), source.trained()
-            kernels = lambda weights: {name: weights[f"{name}/kernel"] for name in self.rates}  # noqa: E731
             config = self.recipe.pruning
             masks = pruning.criterion_masks(
-                config.criterion, kernels(start), kernels(trained), source.ticket_masks(), self.rates,
-                self.index, config.scope, config.structure,
+                config.criterion, units.pruned(start, self.rates), units.pruned(trained, self.rates),
+                source.ticket_masks(), self.rates, self.index, config.scope, config.structure,
             )
         storage.save_arrays(path, masks)
         return masks

@@ -111,6 +111,12 @@ def _numpy(variable):
     return np.array(variable.numpy())
 
 
+def pruned_variables(model):
+    """The variables the masks prune, keyed by unit (:mod:`keras_lottery.pruning.units`), as
+    :func:`get_masks` keys their masks."""
+    return {name: _kernel_variable(w) for name, w in wrappers(model).items()}
+
+
 def get_masks(model):
     """The current masks (float32 arrays of 0 and 1) keyed by layer name."""
     return {name: _numpy(_mask_variable(w)) for name, w in wrappers(model).items()}
