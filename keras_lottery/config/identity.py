@@ -87,6 +87,8 @@ def recipe_identity(recipe):
     """The recipe fields that change results and differ from their defaults."""
     data = _non_default(recipe)
     for dotted in NOT_RESULTS:
+        if dotted == "pruning.rounds" and isinstance(recipe.pruning.target_weights, (int, float)):
+            continue  # one target_weights fraction is spaced over the rounds: their number changes every mask
         _drop(data, dotted)
     return {key: value for key, value in data.items() if value != {}}
 
