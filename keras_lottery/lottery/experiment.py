@@ -20,6 +20,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
 from keras_lottery import __version__, costs, data, distribute, masking, models, pruning, results, training
 from keras_lottery import backend, flavours
 from keras_lottery.backend import tf
@@ -181,7 +183,40 @@ class Experiment:
         return costs.flops_remaining(masks, self.kernel_sizes, self.positions)
 
     def round(self, trial, index):
-        return rounds.Round(self.recipe, self.run_dir, trial, index, self.rates, self.kernel_sizes, self.fresh_weights)
+        return rounds.Round(self.recipe, self.run_dir, trial, index, self.rates, self.kernel_sizes, self.fresh_weights,
+                            self.saliency)
+
+    # ---- scoring at initialization (pruning.method "at_init") ---------------------------
+
+    def saliency(self, needs, weights, trial):
+        """``{unit: array}``: what a criterion scoring the model ``needs``
+        (:data:`keras_lottery.pruning.criteria.MODEL_NEEDS`) for the model with ``weights``
+        (:mod:`keras_lottery.training.saliency`); data criteria score ``trial``'s batch."""
+        from keras_lottery.pruning import criteria, units
+        from keras_lottery.training import saliency
+
+        saliency.check_backend()
+        if getattr(self, "_scoring_model", None) is None:
+            self._scoring_model = self.source.build(0)  # a plain copy whose weights scoring sets
+        keys = [units.weight_key(unit) for unit in self.rates]
+        if needs == criteria.SYNFLOW:
+            found = saliency.synflow_gradient(self._scoring_model, weights, keys)
+        else:
+            x, y = self.score_batch(trial)
+            if needs == criteria.GRADIENT:
+                found = saliency.loss_gradient(self._scoring_model, weights, keys, x, y)
+            else:
+                found = saliency.hessian_gradient(self._scoring_model, weights, keys, x, y, criteria.GRASP_TEMPERATURE)
+        return {unit: found[units.weight_key(unit)] for unit in self.rates}
+
+    def score_batch(self, trial):
+        """``(x, y)``: ``pruning.score_batch`` training examples (default 10 per class) drawn
+        without replacement from ``trial``'s seed, the same for every level of the trial."""
+        n = self.recipe.pruning.score_batch or 10 * self.splits.num_classes
+        total = len(self.splits.y_train)
+        rng = np.random.default_rng(derive_seed(self.recipe.seed, trial, "score_batch"))
+        chosen = np.sort(rng.choice(total, size=min(n, total), replace=False))
+        return tf.gather(self.splits.x_train, chosen).numpy(), np.asarray(self.splits.y_train)[chosen]
 
     def theta0(self, trial):
         """θ0 of ``trial``: drawn from the trial's seed once, then read from disk."""
