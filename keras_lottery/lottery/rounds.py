@@ -192,21 +192,22 @@ class Round:
 
     def at_init_scores(self, masks, step=0):
         """``{unit: scores}`` of the recipe's criterion for θ0 ⊙ ``masks`` at scoring ``step``."""
-        score = criteria.get(self.recipe.pruning.criterion)
+        name = self.recipe.pruning.criterion
+        score, needs = criteria.get(name), criteria.needs(name)
         weights = dict(self.theta_0())
         for unit, mask in masks.items():
             key = units.weight_key(unit)
             weights[key] = weights[key] * mask
         kernels = units.pruned(weights, self.rates)
-        if score.needs == criteria.WEIGHTS:
+        if needs == criteria.WEIGHTS:
             return {unit: score(kernel, kernel) for unit, kernel in kernels.items()}
-        if score.needs == criteria.SEED:
+        if needs == criteria.SEED:
             rng = np.random.default_rng(self.seed("scores", step))
             return {unit: score(kernels[unit], rng) for unit in sorted(kernels)}
         if self.scorer is None:
             raise UsageError(f"criterion {self.recipe.pruning.criterion!r} scores the model, which is not built here; "
                              "run the round with keras-lottery run")
-        found = self.scorer(score.needs, weights, self.trial)
+        found = self.scorer(needs, weights, self.trial)
         return {unit: score(kernels[unit], found[unit]) for unit in kernels}
 
     def inverted_masks(self):

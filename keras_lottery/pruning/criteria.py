@@ -64,13 +64,14 @@ def register(name, needs=WEIGHTS, steps=1):
 
 
 def needs(name):
-    """What criterion ``name`` scores (one of :data:`NEEDS`)."""
-    return get(name).needs
+    """What criterion ``name`` scores (one of :data:`NEEDS`; a bare function put in the
+    registry scores weights)."""
+    return getattr(get(name), "needs", WEIGHTS)
 
 
 def steps(name):
     """How many scoring steps criterion ``name`` takes by default at initialization."""
-    return get(name).steps
+    return getattr(get(name), "steps", 1)
 
 
 def at_init_only(name):

@@ -101,8 +101,8 @@ def criterion_scores(criterion, initial, trained, names):
     """``{layer: scores}`` of the registered weights ``criterion`` (:mod:`.criteria`) of each
     layer's kernel where the round started (``initial``) and after training (``trained``)."""
     score = criteria.get(criterion)
-    if score.needs != criteria.WEIGHTS:
-        raise ValueError(f"criterion {criterion!r} scores a network at initialization (needs {score.needs})")
+    if criteria.at_init_only(criterion):
+        raise ValueError(f"criterion {criterion!r} scores a network at initialization (needs {criteria.needs(criterion)})")
     return {name: score(np.asarray(initial[name]), np.asarray(trained[name])) for name in names}
 
 
