@@ -188,6 +188,12 @@ def test_a_tiny_at_init_run_trains_each_level_from_theta0_with_the_ablations(tmp
     one = storage.load_arrays(layout.mask(run_dir, 0, 1, "ticket"))
     two = storage.load_arrays(layout.mask(run_dir, 0, 2, "ticket"))
     assert _densities(two) < _densities(one)
+    from keras_lottery.reporting import report
+
+    text = report.write([run_dir], tmp_path / "report").read_text()
+    table = text[text.index("| method | % weights | ticket | layer shuffle | reinit | inverted |"):].splitlines()
+    assert table[2].startswith("| snip | ") and table[3].startswith("| snip | ") and " - |" in table[2]
+    assert (tmp_path / "report" / report.AT_INIT_FIGURE).is_file()
     summary = storage.read_json(layout.summary(run_dir, 0, 2, "ticket"))
     assert summary["weights_remaining"] == pytest.approx(100 * _densities(two) * sum(
         m.size for m in two.values()) / sum(theta0[k].size for k in theta0 if k.endswith("/kernel")), abs=0.01)

@@ -175,7 +175,7 @@ class Inverted(Variant):
     name = "inverted"
     label = "inverted"
     description = "the criterion's lowest-ranked weights at the ticket's per-layer counts, weights rewound"
-    style = {"linestyle": (0, (1, 1)), "marker": "x"}
+    style = {"linestyle": (0, (6, 2, 1, 2)), "marker": "x"}
 
     def masks(self, round_):
         saved = layout.mask(round_.run_dir, round_.trial, round_.index, self.name)

@@ -5,7 +5,8 @@
   bars over trials (Figure 4, middle);
 - test accuracy vs training iteration for chosen rounds (Figure 3);
 - test accuracy before training vs % weights remaining (for a ticket masked by
-  ``large_final_same_sign`` from θ0, the supermask of Zhou et al. 2019).
+  ``large_final_same_sign`` from θ0, the supermask of Zhou et al. 2019);
+- pruning at initialization: every method (run) and its ablations on one axis.
 
 The % weights remaining axis is logarithmic and decreases from left to right, so
 pruning proceeds to the right as in the paper. Several runs share one figure: each
@@ -49,9 +50,10 @@ def remaining_axis(axis, values):
     axis.grid(True, which="major", alpha=0.3)
 
 
-def _by_remaining(runs, path, value, ylabel, title):
+def _by_remaining(runs, path, value, ylabel, title, label_of=None):
     """One line per run and variant of ``value(point)`` (a Stat, or None where the point
-    has no such value); None when no point has one."""
+    has no such value); None when no point has one. ``label_of(run, variant)`` names a
+    line (default: the variant's label, after the run's when there are several)."""
     several = len(runs) > 1
     figure = Figure(figsize=(7.5, 4.8))
     axis = figure.add_subplot()
@@ -67,10 +69,13 @@ def _by_remaining(runs, path, value, ylabel, title):
             errors = np.array([[s.mean - s.min for s in stats], [s.max - s.mean for s in stats]])
             style = variants.get(variant).style
             label = variants.get(variant).label
+            if label_of is not None:
+                label = label_of(run, variant)
+            elif several:
+                label = f"{run.label}: {label}"
             axis.errorbar(
                 x, mean, yerr=errors, capsize=3, markersize=5, linewidth=1.4,
-                color=_colour(index if several else number),
-                label=f"{run.label}: {label}" if several else label, **style,
+                color=_colour(index if several else number), label=label, **style,
             )
             remaining.extend(x)
     if not remaining:
@@ -103,6 +108,17 @@ def start_accuracy(runs, path):
     return _by_remaining(
         runs, path, lambda p: p.start, "test accuracy before training",
         "Test accuracy before training vs sparsity (bars: min/max over trials)",
+    )
+
+
+def at_init(runs, path, label_of):
+    """Pruning at initialization judged by its ablations (Frankle et al. 2021): test accuracy
+    at early stop vs % weights remaining, one colour per method (run) and one line style per
+    ablation, the IMP ticket and random pruning on the same axes; ``label_of(run, variant)``
+    names each line."""
+    return _by_remaining(
+        runs, path, lambda p: p.accuracy, "test accuracy at early stop",
+        "Pruning at initialization and its ablations (bars: min/max over trials)", label_of,
     )
 
 
