@@ -30,7 +30,8 @@ from keras_lottery.config.recipe import RecipeError, parse
 from keras_lottery.lottery import checkpoints, graph, rounds, session, variants, workers
 from keras_lottery.reporting import progress as displays, summaries
 from keras_lottery.rundir import claims, integrity, layout, locking, safety, storage
-from keras_lottery.training import regularization
+from keras_lottery.pruning import criteria, units
+from keras_lottery.training import regularization, saliency
 from keras_lottery.errors import UsageError
 
 derive_seed = rounds.derive_seed
@@ -140,6 +141,8 @@ class Experiment:
     def __init__(self, recipe, run_dir, splits, log=print, strategy=None, source=None):
         if source is None:
             source = models.source(recipe.model, splits.input_shape, splits.num_classes)
+        if rounds.at_init(recipe) and criteria.needs(recipe.pruning.criterion) in criteria.MODEL_NEEDS:
+            saliency.check_backend()  # before anything trains: the backend has the autodiff
         self.recipe, self.splits, self.source = recipe, splits, source
         self.progress = displays.of(log)  # what the run shows (keras_lottery.reporting.progress)
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -192,10 +195,6 @@ class Experiment:
         """``{unit: array}``: what a criterion scoring the model ``needs``
         (:data:`keras_lottery.pruning.criteria.MODEL_NEEDS`) for the model with ``weights``
         (:mod:`keras_lottery.training.saliency`); data criteria score ``trial``'s batch."""
-        from keras_lottery.pruning import criteria, units
-        from keras_lottery.training import saliency
-
-        saliency.check_backend()
         if getattr(self, "_scoring_model", None) is None:
             self._scoring_model = self.source.build(0)  # a plain copy whose weights scoring sets
         keys = [units.weight_key(unit) for unit in self.rates]
