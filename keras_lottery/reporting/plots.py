@@ -111,15 +111,47 @@ def start_accuracy(runs, path):
     )
 
 
-def at_init(runs, path, label_of):
-    """Pruning at initialization judged by its ablations (Frankle et al. 2021): test accuracy
-    at early stop vs % weights remaining, one colour per method (run) and one line style per
-    ablation, the IMP ticket and random pruning on the same axes; ``label_of(run, variant)``
-    names each line."""
-    return _by_remaining(
-        runs, path, lambda p: p.accuracy, "test accuracy at early stop",
-        "Pruning at initialization and its ablations (bars: min/max over trials)", label_of,
-    )
+def at_init(runs, path, title_of, label_of, references=()):
+    """Pruning at initialization judged by its ablations (Frankle et al. 2021): one panel per
+    run (method), test accuracy at early stop vs % weights remaining of its ticket and each
+    ablation, with the tickets of the ``references`` (the IMP ticket, random pruning) in
+    grey on the same axes. ``title_of(run)`` names a panel, ``label_of(run, variant)`` a line."""
+    columns = min(3, len(runs))
+    rows = -(-len(runs) // columns)
+    figure = Figure(figsize=(4.4 * columns, 3.6 * rows))
+    drawn = False
+    for index, run in enumerate(runs):
+        axis = figure.add_subplot(rows, columns, index + 1)
+        remaining = []
+        for number, reference in enumerate(r for r in references if r is not run):
+            points = reference.series(variants.TICKET)
+            x = [p.remaining for p in points]
+            axis.plot(x, [p.accuracy.mean for p in points], color=f"{0.25 + 0.25 * (number % 3):.2f}",
+                      linewidth=1.0, marker=".", label=f"{title_of(reference)} (reference)")
+            remaining.extend(x)
+        for number, variant in enumerate(run.variants):
+            points = run.series(variant)
+            if not points:
+                continue
+            stats = [p.accuracy for p in points]
+            x = np.array([p.remaining for p in points])
+            mean = np.array([s.mean for s in stats])
+            errors = np.array([[s.mean - s.min for s in stats], [s.max - s.mean for s in stats]])
+            axis.errorbar(x, mean, yerr=errors, capsize=2, markersize=4, linewidth=1.3, color=_colour(number),
+                          label=label_of(run, variant), **variants.get(variant).style)
+            remaining.extend(x)
+            drawn = True
+        remaining_axis(axis, remaining)
+        axis.set_title(title_of(run), fontsize=10)
+        axis.set_ylabel("test accuracy at early stop", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.xaxis.label.set_size(8)
+        axis.legend(fontsize=6)
+    if not drawn:
+        return None
+    figure.suptitle("Pruning at initialization and its ablations (bars: min/max over trials)", fontsize=11)
+    figure.tight_layout()
+    return _save(figure, path)
 
 
 def training_curves(runs, rounds, path):

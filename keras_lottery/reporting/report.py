@@ -455,9 +455,17 @@ def method_of(run):
 
 
 def ablation_label(run, variant):
-    """``method: ablation`` for a line of the at-init figure (the ticket is the method itself)."""
-    name = variants.ABLATIONS.get(variant, variants.get(variant).label)
-    return method_of(run) if variant == TICKET else f"{method_of(run)}: {name}"
+    """A line of the at-init figure: the method (its ticket) or the ablation's name."""
+    return method_of(run) if variant == TICKET else variants.ABLATIONS.get(variant, variants.get(variant).label)
+
+
+def is_reference(run):
+    """Whether ``run`` is drawn beside every method of the at-init figure: the IMP ticket
+    (pruned after training) or random pruning at initialization."""
+    pruning = run.recipe.get("pruning", {})
+    criterion = pruning.get("criterion", criteria.DEFAULT)
+    return pruning.get("method") != sequence.AT_INIT or (
+        criterion in criteria.REGISTRY and criteria.needs(criterion) == criteria.SEED)
 
 
 def at_init_runs(runs):
@@ -549,7 +557,7 @@ def write(run_dirs, out=None, chosen_rounds=None, tensorboard=None, force=False)
     }
     if at_init_runs(runs):
         figures["Pruning at initialization and its ablations: test accuracy vs % weights remaining"] = \
-            plots.at_init(runs, out / AT_INIT_FIGURE, ablation_label)
+            plots.at_init(runs, out / AT_INIT_FIGURE, method_of, ablation_label, [r for r in runs if is_reference(r)])
     figures = {caption: path.name for caption, path in figures.items() if path is not None}
     report = out / "report.md"
     storage.write_text(report, markdown(runs, figures, out))
