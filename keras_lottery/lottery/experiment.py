@@ -171,7 +171,20 @@ class Experiment:
 
     def describe(self):
         """Lines saying which layers are pruned at which rate."""
-        return models.describe_pruning(self.plain, self.rates, self.recipe.pruning.structure)
+        lines = models.describe_pruning(self.plain, self.rates, self.recipe.pruning.structure)
+        if rounds.at_init(self.recipe):
+            config = self.recipe.pruning
+            target = config.target_weights
+            if target is None:
+                levels = "round r keeps what the rates leave after r rounds"
+            elif isinstance(target, tuple):
+                levels = ", ".join(f"{100 * t:g}%" for t in target) + " of the weights"
+            else:
+                levels = f"{100 * target:g}% of the weights in round {config.rounds - 1}, rounds between spaced geometrically"
+            steps = config.score_steps or criteria.steps(config.criterion)
+            lines.append(f"pruning at initialization: each round's mask chosen at θ0 by {config.criterion} "
+                         f"({steps} scoring step{'s' if steps > 1 else ''}, {config.scope}); levels: {levels}")
+        return lines
 
     def identity(self):
         return identity.identity(self.recipe, self.splits.fingerprint, model_fingerprint(self.source, self.plain),
