@@ -215,3 +215,15 @@ def test_synflow_reads_no_data(tmp_path):
     assert all(np.array_equal(masks[n], again[n]) for n in masks)
     assert sum(m.sum() for m in masks.values()) == pruning.density_count(sum(m.size for m in masks.values()), 0.4)
     assert json.dumps(recipe.to_dict()["pruning"]["target_weights"]) == "[0.4, 0.1]"
+
+
+@pytest.mark.slow  # two runs in processes of their own (~1 min); the graph test above shows no level waits
+def test_two_workers_give_the_results_of_one(tmp_path):
+    from conftest import save_recipe
+    from test_workers import assert_same_run, run
+
+    path = save_recipe(tmp_path, merge(AT_INIT, {"pruning": {"criterion": "grasp"}}), "at_init.json")
+    run(path, tmp_path / "one", tmp_path)
+    text = run(path, tmp_path / "two", tmp_path, "--workers", "2")
+    assert_same_run(tmp_path / "two", tmp_path / "one")
+    assert "progress: 9/9 trainings done" in text
