@@ -114,7 +114,8 @@ AT_INIT = merge(TINY, {"training": {"iterations": 20, "eval_every": 10},
 
 @pytest.mark.parametrize("change, message", [
     ({"pruning": {"method": "iterative", "target_weights": None}},
-     "recipe key 'pruning.criterion': \"snip\" scores the network at initialization; set pruning.method to \"at_init\""),
+     "recipe key 'pruning.criterion': \"snip\" scores the network at initialization; "
+     "set pruning.method to \"at_init\""),
     ({"pruning": {"criterion": "large_final", "method": "oneshot", "target_weights": 0.1}},
      "recipe key 'pruning.target_weights': applies to pruning.method \"at_init\" only"),
     ({"rewind": {"iteration": 10}}, "recipe key 'rewind': pruning.method \"at_init\" trains each mask from θ0"),

@@ -268,12 +268,13 @@ class PruningConfig:
             if getattr(self, name) is not None and not at_init:
                 raise RecipeError(
                     f"recipe key '{key}.{name}': applies to {key}.method \"{rounds.AT_INIT}\" only, got "
-                    f"{json.dumps(to_jsonable(getattr(self, name)))} with \"{self.method}\"; remove it or set the method"
+                    f"{json.dumps(to_jsonable(getattr(self, name)))} with \"{self.method}\"; "
+                    "remove it or set the method"
                 )
         for name in ("score_batch", "score_steps"):
             value = getattr(self, name)
-            _require(value is None or 1 <= value <= MAX_BATCH, f"{key}.{name}", f"null or an integer from 1 to {MAX_BATCH}",
-                     value)
+            _require(value is None or 1 <= value <= MAX_BATCH, f"{key}.{name}",
+                     f"null or an integer from 1 to {MAX_BATCH}", value)
         target = self.target_weights
         if isinstance(target, tuple):
             _require(
@@ -360,7 +361,8 @@ class Recipe:
         if self.pruning.method == rounds.AT_INIT and (self.rewind.mode != rewinding.DEFAULT or self.rewind.iteration):
             raise RecipeError(
                 f"recipe key 'rewind': pruning.method \"{rounds.AT_INIT}\" trains each mask from θ0, so it needs "
-                f"rewind.mode \"{rewinding.DEFAULT}\" and rewind.iteration 0, got {json.dumps(to_jsonable(dataclasses.asdict(self.rewind)))}; "
+                f"rewind.mode \"{rewinding.DEFAULT}\" and rewind.iteration 0, got "
+                f"{json.dumps(to_jsonable(dataclasses.asdict(self.rewind)))}; "
                 "remove the rewind section"
             )
         if self.rewind.iteration % self.training.eval_every:

@@ -180,7 +180,8 @@ class Experiment:
             elif isinstance(target, tuple):
                 levels = ", ".join(f"{100 * t:g}%" for t in target) + " of the weights"
             else:
-                levels = f"{100 * target:g}% of the weights in round {config.rounds - 1}, rounds between spaced geometrically"
+                levels = (f"{100 * target:g}% of the weights in round {config.rounds - 1}, "
+                          "rounds between spaced geometrically")
             steps = config.score_steps or criteria.steps(config.criterion)
             lines.append(f"pruning at initialization: each round's mask chosen at θ0 by {config.criterion} "
                          f"({steps} scoring step{'s' if steps > 1 else ''}, {config.scope}); levels: {levels}")

@@ -102,7 +102,8 @@ def criterion_scores(criterion, initial, trained, names):
     layer's kernel where the round started (``initial``) and after training (``trained``)."""
     score = criteria.get(criterion)
     if criteria.at_init_only(criterion):
-        raise ValueError(f"criterion {criterion!r} scores a network at initialization (needs {criteria.needs(criterion)})")
+        raise ValueError(f"criterion {criterion!r} scores a network at initialization "
+                         f"(needs {criteria.needs(criterion)})")
     return {name: score(np.asarray(initial[name]), np.asarray(trained[name])) for name in names}
 
 

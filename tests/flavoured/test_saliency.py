@@ -45,7 +45,10 @@ def numpy_hessian_gradient(w, temperature):
     """Hg by a central difference of the hand-made gradient along g (float64)."""
     g = numpy_gradient(w, temperature)
     eps = 1e-5
-    shifted = lambda sign: numpy_gradient({k: v + sign * eps * g.get(k, 0) for k, v in w.items()}, temperature)  # noqa: E731
+
+    def shifted(sign):
+        return numpy_gradient({k: v + sign * eps * g.get(k, 0) for k, v in w.items()}, temperature)
+
     up, down = shifted(1), shifted(-1)
     return {k: (up[k] - down[k]) / (2 * eps) for k in KEYS}
 
