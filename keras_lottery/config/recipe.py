@@ -28,7 +28,7 @@ from typing import Any, Optional
 from keras_lottery import flavours
 from keras_lottery import models
 from keras_lottery.config.identity import to_jsonable
-from keras_lottery.lottery import rewinding, variants
+from keras_lottery.lottery import rewinding, rounds, variants
 from keras_lottery.pruning import blocks, criteria
 from keras_lottery.errors import UsageError
 
@@ -217,6 +217,12 @@ class PruningConfig:
     criterion: str = criteria.DEFAULT
     # "unstructured", or a block shape [rows, cols] pruned whole (keras_lottery.pruning.blocks)
     structure: typing.Union[str, tuple] = blocks.UNSTRUCTURED
+    # Pruning at initialization (method "at_init", keras_lottery.lottery.rounds):
+    # the fraction of weights the last round keeps (levels spaced geometrically), or the
+    # fraction of each pruned round; None: each round keeps what the rates leave.
+    target_weights: typing.Optional[typing.Union[float, tuple]] = None
+    score_batch: Optional[int] = None  # training examples a data criterion scores; None: 10 x classes
+    score_steps: Optional[int] = None  # scoring steps on the way to a sparsity; None: the criterion's
 
     def check(self, key):
         wrong = blocks.problem(self.structure)
@@ -229,7 +235,9 @@ class PruningConfig:
                     re.compile(pattern)
                 except re.error as err:
                     raise RecipeError(f"recipe key '{key}.{name}': {pattern!r} is not a regular expression ({err})") from None
-        _require(self.method in ("iterative", "oneshot"), f"{key}.method", "'iterative' or 'oneshot'", self.method)
+        _require(self.method in rounds.METHODS, f"{key}.method", " or ".join(f"'{m}'" for m in rounds.METHODS),
+                 self.method)
+        self.check_at_init(key)
         _require(self.scope in ("layerwise", "global"), f"{key}.scope", "'layerwise' or 'global'", self.scope)
         _require(len(self.rates) > 0, f"{key}.rates", f"a non-empty map from layer kind ({', '.join(LAYER_KINDS)}) to rate", self.rates)
         for kind, rate in self.rates.items():
@@ -238,13 +246,48 @@ class PruningConfig:
                 isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < 1,
                 f"{key}.rates.{kind}", "a fraction in (0, 1)", rate,
             )
-        if self.scope == "global" and len(set(self.rates.values())) > 1:
+        if self.scope == "global" and len(set(self.rates.values())) > 1 and self.target_weights is None:
             raise RecipeError(
                 f"recipe key '{key}.rates': global pruning ranks all listed layers together, so "
                 f"every rate must be the same, got {json.dumps(self.rates)}; use scope 'layerwise'"
             )
         _require(self.rounds >= 1, f"{key}.rounds", "an integer >= 1 (round 0 is the dense network)", self.rounds)
         _require(self.rounds <= MAX_ROUNDS, f"{key}.rounds", f"an integer <= {MAX_ROUNDS}", self.rounds)
+
+
+    def check_at_init(self, key):
+        """The keys of pruning at initialization: at_init only, and in range."""
+        at_init = self.method == rounds.AT_INIT
+        if criteria.at_init_only(self.criterion) and not at_init:
+            raise RecipeError(
+                f"recipe key '{key}.criterion': {json.dumps(self.criterion)} scores the network at initialization; "
+                f"set {key}.method to \"{rounds.AT_INIT}\" or choose one of "
+                f"{', '.join(n for n in criteria.names() if not criteria.at_init_only(n))}"
+            )
+        for name in ("target_weights", "score_batch", "score_steps"):
+            if getattr(self, name) is not None and not at_init:
+                raise RecipeError(
+                    f"recipe key '{key}.{name}': applies to {key}.method \"{rounds.AT_INIT}\" only, got "
+                    f"{json.dumps(to_jsonable(getattr(self, name)))} with \"{self.method}\"; "
+                    "remove it or set the method"
+                )
+        for name in ("score_batch", "score_steps"):
+            value = getattr(self, name)
+            _require(value is None or 1 <= value <= MAX_BATCH, f"{key}.{name}",
+                     f"null or an integer from 1 to {MAX_BATCH}", value)
+        target = self.target_weights
+        if isinstance(target, tuple):
+            _require(
+                len(target) >= 1 and all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1
+                                         for t in target) and list(target) == sorted(set(target), reverse=True),
+                f"{key}.target_weights", "a fraction in (0, 1) or a list of decreasing fractions in (0, 1)",
+                list(target),
+            )
+            _require(self.rounds <= len(target) + 1, f"{key}.rounds",
+                     f"at most {len(target) + 1} (the dense round and one per target_weights level)", self.rounds)
+        elif target is not None:
+            _require(0 < target < 1, f"{key}.target_weights", "a fraction in (0, 1) or a list of decreasing fractions",
+                     target)
 
 
 @dataclass(frozen=True)
@@ -315,6 +358,13 @@ class Recipe:
             self.rewind.iteration < self.training.iterations, "rewind.iteration",
             f"an iteration before the end of training ({self.training.iterations})", self.rewind.iteration,
         )
+        if self.pruning.method == rounds.AT_INIT and (self.rewind.mode != rewinding.DEFAULT or self.rewind.iteration):
+            raise RecipeError(
+                f"recipe key 'rewind': pruning.method \"{rounds.AT_INIT}\" trains each mask from θ0, so it needs "
+                f"rewind.mode \"{rewinding.DEFAULT}\" and rewind.iteration 0, got "
+                f"{json.dumps(to_jsonable(dataclasses.asdict(self.rewind)))}; "
+                "remove the rewind section"
+            )
         if self.rewind.iteration % self.training.eval_every:
             raise RecipeError(
                 f"recipe key 'rewind.iteration': must be a multiple of training.eval_every "
