@@ -25,17 +25,23 @@ def stacked_batches(dataset):
     """``(x, y)`` of a finite batched dataset: full batches stacked, plus the last one.
 
     Returns ``(full_x, full_y, last_x, last_y)``; ``full_*`` has a leading batch axis
-    (possibly of length 0) and ``last_*`` is the smaller final batch or ``None``.
+    (possibly of length 0) and ``last_*`` is the smaller final batch or ``None``. Inputs
+    of several arrays (a tuple or dict) keep their structure, each array stacked.
     """
     batches = list(dataset)
     if not batches:
         raise ValueError("cannot evaluate on an empty dataset")
-    size = int(batches[0][0].shape[0])
-    full = [b for b in batches if int(b[0].shape[0]) == size]
+
+    def size_of(batch):
+        return int(tf.nest.flatten(batch[0])[0].shape[0])
+
+    size = size_of(batches[0])
+    full = [b for b in batches if size_of(b) == size]
     last = batches[len(full)] if len(full) < len(batches) else (None, None)
     if len(full) + (last[0] is not None) != len(batches):
         raise ValueError("an evaluation dataset must have equal batches, except a smaller last one")
-    return tf.stack([x for x, _ in full]), tf.stack([y for _, y in full]), last[0], last[1]
+    full_x = tf.nest.map_structure(lambda *ts: tf.stack(ts), *[x for x, _ in full])
+    return full_x, tf.stack([y for _, y in full]), last[0], last[1]
 
 
 class Evaluator:
@@ -68,8 +74,8 @@ class Evaluator:
         for name, (full_x, full_y, last_x, last_y) in zip(self.names, self.data):
             totals = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
             predicted = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False)
-            for i in tf.range(tf.shape(full_x)[0]):
-                values, batch_predicted = self._batch(full_x[i], full_y[i])
+            for i in tf.range(tf.shape(full_y)[0]):
+                values, batch_predicted = self._batch(tf.nest.map_structure(lambda t: t[i], full_x), full_y[i])
                 totals = tuple(t + v for t, v in zip(totals, values))
                 if name in self.predict:
                     predicted = predicted.write(predicted.size(), batch_predicted)
@@ -107,7 +113,8 @@ class JaxEvaluator(Evaluator):
         import jax.numpy as jnp
 
         # On the device once (uncommitted: jit places them beside the variables).
-        self.data = [tuple(None if a is None else jnp.asarray(np.asarray(a)) for a in stacked_batches(datasets[name]))
+        self.data = [tuple(None if a is None else jax.tree_util.tree_map(lambda t: jnp.asarray(np.asarray(t)), a)
+                           for a in stacked_batches(datasets[name]))
                      for name in self.names]
         self._pass = jax.jit(self._all_sets_of)
 
