@@ -34,7 +34,7 @@ def build(run_dir, recipe, seed=0):
     from keras_lottery.backend import keras
 
     saved = integrity.read_json(layout.model_file(run_dir))
-    if not (isinstance(saved, dict) and isinstance(saved.get("input_shape"), list)
+    if not (isinstance(saved, dict) and isinstance(saved.get("input_shape"), (list, dict))
             and isinstance(saved.get("num_classes"), int)):
         raise integrity.DamagedFileError(
             f"{layout.model_file(run_dir)} is damaged: it lacks input_shape or num_classes; rerun keras-lottery run "

@@ -88,6 +88,11 @@ def convert(model, quantize=None, calibration=None, scratch=None):
     """
     from keras_lottery.backend import LEGACY, tf
 
+    if len(model.inputs) != 1:  # the benchmark feeds, and calibrates, one input array
+        raise TFLiteError(
+            f"TFLite export takes a model with one input, and this one has {len(model.inputs)}; "
+            "export it as a SavedModel instead (keras-lottery export)"
+        )
     if quantize is not None and quantize not in QUANTIZE:
         raise TFLiteError(f"--quantize {quantize}: one of {', '.join(QUANTIZE)}")
     if quantize and (calibration is None or len(calibration) == 0):
