@@ -15,8 +15,10 @@ order is the same data.
 
 import numpy as np
 
+from keras_lottery.errors import UsageError
 
-class InputsError(ValueError):
+
+class InputsError(UsageError):
     """Inputs that are not an array, a tuple of arrays or a dict of arrays."""
 
 
@@ -54,6 +56,11 @@ def items(x):
     if isinstance(x, tuple):
         return [(f"[{i}]", a) for i, a in enumerate(x)]
     return [("", x)]
+
+
+def name(label):
+    """An :func:`items` label as a bare name: ``"['token_ids']"`` -> ``token_ids``, ``"[1]"`` -> ``1``."""
+    return label[1:-1].strip("'")
 
 
 def arrays(x):

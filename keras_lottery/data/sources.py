@@ -249,7 +249,7 @@ def _user_splits(source, digest, x_train, y_train, x_val, y_val, x_test, y_test)
         prepare, normalization = _preparation(train, (train, val, test))
         for split, x in (("train", train), ("val", val), ("test", test)):
             prepared[split].append(prepare(x))
-        notes.append(f"{label.strip('[]')}: {normalization}" if label else normalization)
+        notes.append(f"{inputs.name(label)}: {normalization}" if label else normalization)
 
     def rebuilt(split, like):
         values = iter(prepared[split])
@@ -358,7 +358,7 @@ def check_user_data(source, splits):
         for (label, a), a_first in zip(inputs.items(x), inputs.arrays(x_first)):
             _check_input(source, f"x_{split}{label}", a, f"x_{first}{label}", a_first, several=inputs.structured(x))
         if len({len(a) for a in inputs.arrays(x)}) > 1:
-            counts = ", ".join(f"{label.strip('[]')}: {len(a)}" for label, a in inputs.items(x))
+            counts = ", ".join(f"{inputs.name(label)}: {len(a)}" for label, a in inputs.items(x))
             raise DataError(f"{source}: the inputs of x_{split} hold different numbers of examples ({counts}); "
                             "give every input one row per example")
         x = inputs.arrays(x)[0]
