@@ -182,22 +182,33 @@ def clear_earlier_export(out):
 
 def written(out):
     """What :func:`export` writes into ``out`` on the Keras this process runs, and how to load it."""
-    from keras_lottery.backend import LEGACY
+    from keras_lottery.backend import BACKEND, LEGACY
 
     if LEGACY:
         return f"saved model in {out} (load it with tf.saved_model.load)"
+    if BACKEND == "torch":
+        return (f"{Path(out) / KERAS_FILE} (load it with keras.saving.load_model); no SavedModel: "
+                f"{SAVED_MODEL_ON_TORCH}")
     return (f"saved model in {out} (load it with tf.saved_model.load) and {Path(out) / KERAS_FILE} "
             "(load it with keras.saving.load_model)")
 
 
+SAVED_MODEL_ON_TORCH = ("a TensorFlow SavedModel is traced by TensorFlow, which cannot run a torch model; "
+                        "export with KERAS_BACKEND=tensorflow (the same run directory) for one")
+
+
 def save(model, out):
-    """Write ``model`` to the folder ``out`` as :func:`written` says."""
-    from keras_lottery.backend import LEGACY
+    """Write ``model`` to the folder ``out`` as :func:`written` says (on the torch backend,
+    ``model.keras`` only: a SavedModel needs the tensorflow backend)."""
+    from keras_lottery.backend import BACKEND, LEGACY
 
     if LEGACY:
         model.save(str(out), save_format="tf")
         return
     Path(out).mkdir(parents=True, exist_ok=True)
+    if BACKEND == "torch":
+        model.save(str(Path(out) / KERAS_FILE))
+        return
     model.export(str(out), format="tf_saved_model", verbose=False)
     model.save(str(Path(out) / KERAS_FILE))
 

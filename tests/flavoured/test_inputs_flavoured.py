@@ -120,8 +120,6 @@ def test_the_ticket_exports_and_predicts_from_the_same_inputs(case, tmp_path):
     from keras_lottery import export
 
     _, _, arrays, pruned, result = case
-    if backend.BACKEND == "torch":
-        pytest.skip("SavedModel export needs the tensorflow backend (see test_export_keras3)")
     model = export.export(result.run_dir, 1, tmp_path / "ticket")
     masks = saved(result.run_dir, 1, "ticket", layout.MASK)
     for layer, mask in masks.items():
