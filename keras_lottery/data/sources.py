@@ -7,7 +7,8 @@ Sources (:func:`load`):
 - tensorflow-datasets: ``mnist`` and ``cifar10`` (fixed normalization constants), or
   ``tfds:NAME``, any tfds image classification dataset with train and test splits
   (features ``dataset.image_key`` and ``dataset.label_key``), standardized per channel
-  with its training split's statistics;
+  with its training split's statistics, or a text classification dataset (a text
+  feature, e.g. ``tfds:imdb_reviews``), as word ids (:mod:`.text`);
 - data from the Python API: ``(x_train, y_train, x_test, y_test)`` numpy arrays, or
   ``(train, validation, test)`` ``tf.data.Dataset``\\ s of ``(x, y)`` pairs.
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from keras_lottery.backend import tf
 from keras_lottery.config.recipe import PYTHON_DATA as PYTHON
-from keras_lottery.data import inputs
+from keras_lottery.data import inputs, text
 from keras_lottery.errors import UsageError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -175,6 +176,8 @@ def _load_configured(config) -> Splits:
     elif name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
         raw, info_classes = load_tfds(name[len(TFDS_PREFIX):], config.data_dir, config.image_key, config.label_key)
         scale, source = 255.0, name
+        if raw[0].dtype == object:  # a text feature: token ids of a tokenizer fitted on the training split
+            return _text_splits(config, raw, info_classes, source)
     elif name == "npz":
         raise DataError("dataset.name is 'npz' but dataset.path is not set; pass --data PATH to a local .npz")
     elif name == PYTHON:
@@ -207,6 +210,27 @@ def _load_configured(config) -> Splits:
         x_test=prepare(x_test), y_test=y_test.astype(np.int32),
         num_classes=max(int(labels.max()) + 1, CLASSES.get(name, 0), info_classes or 0),
         fingerprint=digest, source=source, normalization=normalization,
+    )
+
+
+def _text_splits(config, raw, info_classes, source) -> Splits:
+    """Splits of a text dataset: token ids (:mod:`.text`), used as given."""
+    x_train, y_train, x_test, y_test = raw
+    digest = fingerprint(*text.raw_arrays(x_train), y_train, *text.raw_arrays(x_test), y_test)
+    train, val = _hold_out(len(x_train), config.validation_size)
+    index = text.vocabulary(x_train[train], config.vocabulary_size)
+
+    def ids(texts):
+        return text.encode(texts, index, config.sequence_length)
+
+    labels = np.concatenate([y_train, y_test])
+    return Splits(
+        x_train=ids(x_train[train]), y_train=y_train[train].astype(np.int32),
+        x_val=ids(x_train[val]), y_val=y_train[val].astype(np.int32),
+        x_test=ids(x_test), y_test=y_test.astype(np.int32),
+        num_classes=max(int(labels.max()) + 1, info_classes or 0), fingerprint=digest, source=source,
+        normalization=f"word ids (as given): the {len(index)} most frequent training words, "
+                      f"{config.sequence_length} per example",
     )
 
 
@@ -609,8 +633,9 @@ def load_tfds(name, data_dir=None, image_key="image", label_key="label"):
                 f"{source} has no feature '{key}' (dataset.{field}); its features are {', '.join(keys) or 'not named'}; "
                 f"set dataset.image_key and dataset.label_key to two of them"
             )
+    is_text = isinstance(features[image_key], tfds.features.Text)
     shape = getattr(features[image_key], "shape", None)
-    if shape is not None and any(d is None for d in shape):
+    if not is_text and shape is not None and any(d is None for d in shape):
         raise DataError(
             f"{source}: feature '{image_key}' has images of varying size {tuple(shape)}; only fixed-size image "
             "datasets are supported (resize them and pass arrays through the Python API)"
@@ -649,6 +674,13 @@ def load_tfds(name, data_dir=None, image_key="image", label_key="label"):
                 "y_test) or set dataset.data_dir to a prepared tfds folder"
             ) from None
         x_train, y_train, x_test, y_test = read(download=True)
+    if is_text:  # texts (bytes) with integer labels: tokenized by the caller (_text_splits)
+        for split, y in (("train", y_train), ("test", y_test)):
+            if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
+                raise DataError(f"{source}: feature '{label_key}' of the {split} split is not one class label per "
+                                "text; set dataset.label_key to an integer label feature")
+        return (x_train.astype(object), y_train, x_test.astype(object), y_test), \
+            int(getattr(features[label_key], "num_classes", 0) or 0)
     # tfds gives (N, H, W, 1) for grey images; Keras's npz layout is (N, H, W).
     x_train = x_train[..., 0] if x_train.shape[-1] == 1 else x_train
     x_test = x_test[..., 0] if x_test.shape[-1] == 1 else x_test

@@ -46,7 +46,9 @@ BUILTIN = {
     "conv6": "keras_lottery.models.conv:conv6",
     "vgg19": "keras_lottery.models.vgg:vgg19",
     "resnet18": "keras_lottery.models.resnet:resnet18",
+    "transformer": "keras_lottery.models.transformer:transformer",
 }
+TEXT_MODELS = ("transformer",)  # built-in models of token ids: they need model.vocabulary_size
 USER_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PYTHON_PREFIX = "python:"  # a function passed to keras_lottery.run, as its run's recipe.json records it
 
