@@ -668,10 +668,12 @@ def load_tfds(name, data_dir=None, image_key="image", label_key="label"):
     except AssertionError:  # not prepared in data_dir
         if not _internet_reachable():
             display = name if name in TFDS_NAMES else source
+            fix = ("set dataset.data_dir to a prepared tfds folder, or pass token ids through the Python API"
+                   if is_text else "run offline with --data PATH to a local .npz (x_train, y_train, x_test, "
+                   "y_test) or set dataset.data_dir to a prepared tfds folder")
             raise DataError(
                 f"dataset '{display}' is not in the tensorflow-datasets folder and cannot be downloaded "
-                "(no internet); run offline with --data PATH to a local .npz (x_train, y_train, x_test, "
-                "y_test) or set dataset.data_dir to a prepared tfds folder"
+                f"(no internet); {fix}"
             ) from None
         x_train, y_train, x_test, y_test = read(download=True)
     if is_text:  # texts (bytes) with integer labels: tokenized by the caller (_text_splits)
