@@ -74,7 +74,7 @@ KERAS_BUILDERS = ("keras.applications", "keras.src.applications", "tf_keras.appl
 # Always counted as keras-lottery's dependencies, even where package metadata is missing.
 _DEPENDENCIES = ("keras_lottery", "tensorflow", "tf_keras", "keras", "tensorflow_model_optimization",
                  "tensorflow_datasets", "numpy", "scipy", "sklearn", "matplotlib", "click", "jax", "jaxlib",
-                 "pip", "setuptools", "pkg_resources")
+                 "torch", "pip", "setuptools", "pkg_resources")
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,7 +83,7 @@ def dependency_modules():
     import importlib.metadata as metadata
 
     found, names = set(), set(_DEPENDENCIES)
-    pending = ["keras-lottery", "jax"]
+    pending = ["keras-lottery", "jax", "torch"]
     while pending:
         wanted = pending.pop()
         key = re.sub(r"[-_.]+", "-", wanted).lower()
