@@ -43,8 +43,8 @@ TFDS_PREFIX = "tfds:"
 TFDS_NAMES = {"mnist": "mnist", "cifar10": "cifar10"}  # dataset.name -> tensorflow-datasets name
 SPLIT_NAMES = ("train", "validation", "test")
 ACCEPTED = (
-    "(x_train, y_train, x_test, y_test) numpy arrays (inputs may be a tuple or dict of arrays) or "
-    "(train, validation, test) tf.data.Datasets yielding (x, y) pairs"
+    "(x_train, y_train, x_test, y_test) numpy arrays or (train, validation, test) "
+    "tf.data.Datasets yielding (x, y) pairs"
 )
 
 
@@ -116,7 +116,8 @@ def load(config, supplied=None) -> Splits:
             return _from_datasets(*supplied)
         if len(supplied) == 4:
             bad = next(i for i, a in enumerate(supplied) if not _arrays(a, structure=i % 2 == 0))
-            what = "holds something other than numpy arrays" if inputs.structured(supplied[bad]) else \
+            what = "holds something other than numpy arrays (inputs may be a tuple or dict of arrays)" \
+                if inputs.structured(supplied[bad]) else \
                 f"is a {type(supplied[bad]).__name__}, not a numpy array"
             raise DataError(f"supplied data: {NPZ_KEYS[bad]} {what}; pass {ACCEPTED}")
         if len(supplied) == 3:
