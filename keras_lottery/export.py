@@ -197,9 +197,38 @@ SAVED_MODEL_ON_TORCH = ("a TensorFlow SavedModel is traced by TensorFlow, which 
                         "export with KERAS_BACKEND=tensorflow (the same run directory) for one")
 
 
-def save(model, out):
+def _input_signature(model, input_shape):
+    """The SavedModel's input signature when the model's inputs leave a dimension other
+    than the batch open (e.g. keras-hub's sequence length, which JAX cannot export
+    symbolically): each input at the shape the run's data had (``input_shape``, from
+    ``model.json``). None when every dimension is known (Keras's own signature)."""
+    from keras_lottery.backend import tf
+    from keras_lottery.data import inputs
+    from keras_lottery.models.builder import _input_names
+
+    if input_shape is None or all(d is not None for t in model.inputs for d in tuple(t.shape)[1:]):
+        return None
+    shape = inputs.shape_of(input_shape)
+    if isinstance(shape, dict):
+        shapes = [shape.get(name) for name in _input_names(model)]
+    elif inputs.several(shape):
+        shapes = list(shape)
+    else:
+        shapes = [shape]
+    if len(shapes) != len(model.inputs) or any(s is None for s in shapes):
+        return None
+    specs = [tf.TensorSpec((None, *s), getattr(t.dtype, "name", t.dtype), name=_input_names(model)[i])
+             for i, (t, s) in enumerate(zip(model.inputs, shapes))]
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        return [dict(zip(_input_names(model), specs))]
+    return [specs if isinstance(struct, (list, tuple)) else specs[0]]
+
+
+def save(model, out, input_shape=None):
     """Write ``model`` to the folder ``out`` as :func:`written` says (on the torch backend,
-    ``model.keras`` only: a SavedModel needs the tensorflow backend)."""
+    ``model.keras`` only: a SavedModel needs the tensorflow backend). ``input_shape`` (the
+    run's, from ``model.json``) fixes the SavedModel's inputs where the model leaves them open."""
     from keras_lottery.backend import BACKEND, LEGACY
 
     if LEGACY:
@@ -209,7 +238,9 @@ def save(model, out):
     if BACKEND == "torch":
         model.save(str(Path(out) / KERAS_FILE))
         return
-    model.export(str(out), format="tf_saved_model", verbose=False)
+    signature = _input_signature(model, input_shape)
+    model.export(str(out), format="tf_saved_model", verbose=False,
+                 **({} if signature is None else {"input_signature": signature}))
     model.save(str(Path(out) / KERAS_FILE))
 
 
@@ -221,7 +252,8 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
     model = ticket_model(run_dir, round_index, trial, variant, weights)
     if force:
         clear_earlier_export(out)
-    save(model, out)
+    saved = integrity.read_json(layout.model_file(run_dir))
+    save(model, out, saved.get("input_shape") if isinstance(saved, dict) else None)
     return model
 
 
