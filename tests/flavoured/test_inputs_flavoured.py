@@ -142,3 +142,24 @@ def test_the_ticket_exports_and_predicts_from_the_same_inputs(case, tmp_path):
     x_test = arrays()[2]
     logits = np.asarray(model.predict(x_test, verbose=0))
     assert logits.shape == (60, CLASSES) and np.isfinite(logits).all()
+
+
+def test_inputs_of_open_length_export_at_the_runs_shapes(tmp_path):
+    """keras-hub's backbones take any sequence length; the SavedModel takes the run's."""
+    from keras_lottery import export
+    from keras_lottery.backend import tf
+
+    token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+    padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+    x = keras.layers.Add()([keras.layers.Embedding(VOCAB, 4)(token_ids), keras.layers.Embedding(2, 4)(padding_mask)])
+    model = keras.Model({"token_ids": token_ids, "padding_mask": padding_mask},
+                        keras.layers.Dense(CLASSES)(keras.layers.GlobalAveragePooling1D()(x)))
+    x_test = dict_data()[2]
+    expected = np.asarray(model.predict(x_test, verbose=0))
+    export.save(model, tmp_path / "open", {"padding_mask": [LENGTH], "token_ids": [LENGTH]})
+    if backend.BACKEND == "torch":  # model.keras only (no SavedModel on torch)
+        assert (tmp_path / "open" / export.KERAS_FILE).is_file()
+        return
+    signature = tf.saved_model.load(str(tmp_path / "open")).signatures["serving_default"]
+    (logits,) = signature(**{name: tf.constant(x_test[name]) for name in x_test}).values()
+    np.testing.assert_allclose(logits.numpy(), expected, atol=1e-5)
