@@ -180,7 +180,7 @@ def test_recipe_runs_two_rounds(name, tmp_path):
         assert np.all(final[f"{layer}/kernel"][mask == 0] == 0)
     for layer in {k.split("/")[0] for k in final if k.endswith("/kernel")} - set(masks):
         assert np.all(final[f"{layer}/kernel"] != 0)  # excluded layers stay dense
-    shape, classes = catalog.DATASET_SHAPES[r.dataset.name]
+    shape, classes = catalog.dataset_shape(r.dataset)
     kinds = models.layer_kinds(models.build(r.model, shape, classes, seed=0))
     assert set(masks) == {layer for layer, kind in kinds.items() if kind in r.pruning.rates}
 

@@ -71,8 +71,10 @@ class DatasetConfig:
     validation_size: int = 5000
     data_dir: Optional[str] = None
     augment: bool = False
-    image_key: str = "image"  # the features of a tfds: dataset
+    image_key: str = "image"  # the features of a tfds: dataset (the text, for a text dataset)
     label_key: str = "label"
+    vocabulary_size: int = 10000  # a tfds: text dataset's word ids: 0 padding, 1 unknown, the rest words
+    sequence_length: int = 128  # a tfds: text dataset's ids per example (cut, or padded with 0)
 
     def check(self, key):
         _require(
@@ -93,6 +95,15 @@ class DatasetConfig:
             if tfds_name is None and value != default:
                 raise RecipeError(
                     f"recipe key '{key}.{field_name}': applies to tfds:NAME datasets only, got {json.dumps(value)} "
+                    f"with name {json.dumps(self.name)}; remove it or set {key}.name to tfds:NAME"
+                )
+        for field_name, default in (("vocabulary_size", 10000), ("sequence_length", 128)):
+            value = getattr(self, field_name)
+            _require(isinstance(value, int) and not isinstance(value, bool) and value >= (3 if field_name[0] == "v" else 1),
+                     f"{key}.{field_name}", "an integer >= 3" if field_name[0] == "v" else "an integer >= 1", value)
+            if tfds_name is None and value != default:
+                raise RecipeError(
+                    f"recipe key '{key}.{field_name}': applies to tfds:NAME text datasets only, got {json.dumps(value)} "
                     f"with name {json.dumps(self.name)}; remove it or set {key}.name to tfds:NAME"
                 )
         _require(self.image_key != self.label_key, f"{key}.label_key", "another feature than image_key", self.label_key)
@@ -117,6 +128,7 @@ class ModelConfig:
     initializer: str = "glorot_normal"
     dropout: float = 0.0
     hidden: Optional[tuple] = None
+    vocabulary_size: Optional[int] = None  # the token ids a built-in text model (transformer) embeds
     options: dict = field(default_factory=dict)  # keyword arguments of a module:function model
 
     def check(self, key):
@@ -149,6 +161,14 @@ class ModelConfig:
                 len(self.hidden) > 0 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
                 f"{key}.hidden", "a non-empty list of integers >= 1", list(self.hidden),
             )
+        text = self.name in models.TEXT_MODELS
+        if text or self.vocabulary_size is not None:
+            _require(text, f"{key}.vocabulary_size", f"unset unless name is one of {', '.join(models.TEXT_MODELS)}",
+                     self.vocabulary_size)
+            _require(isinstance(self.vocabulary_size, int) and not isinstance(self.vocabulary_size, bool)
+                     and self.vocabulary_size >= 2, f"{key}.vocabulary_size",
+                     "an integer >= 2 (the token ids the model embeds; a text dataset's dataset.vocabulary_size)",
+                     self.vocabulary_size)
 
 
 @dataclass(frozen=True)
@@ -347,6 +367,12 @@ class Recipe:
         )
         for section in ("dataset", "model", "training", "pruning", "rewind", "distribute"):
             getattr(self, section).check(section)
+        if self.model.name in models.TEXT_MODELS and self.dataset.name.startswith(TFDS_PREFIX):
+            _require(
+                self.model.vocabulary_size >= self.dataset.vocabulary_size, "model.vocabulary_size",
+                f"at least dataset.vocabulary_size ({self.dataset.vocabulary_size}), the ids the data holds",
+                self.model.vocabulary_size,
+            )
         for control in self.controls:
             _require(control in variants.controls(), "controls", f"a list of {', '.join(variants.controls())}", control)
         _require(len(set(self.controls)) == len(self.controls), "controls", "a list without repeats", list(self.controls))

@@ -148,7 +148,7 @@ class Experiment:
         self.run_dir = None if run_dir is None else Path(run_dir)
         # Every round's stream reads the training images from one tensor. Holding them only as
         # that tensor frees the numpy copy (170 MB for MNIST, 600 MB for CIFAR-10).
-        splits.x_train = tf.constant(splits.x_train)
+        splits.x_train = data.inputs.apply(tf.constant, splits.x_train)
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():  # the model's variables are mirrored on every replica
             self.plain = source.build(0)
@@ -324,7 +324,7 @@ def build(recipe, log=print, model=None, data_source=None, announce=True, worker
         first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise UsageError(
             f"model {recipe.model.name if model is None else getattr(model, '__name__', 'given')} cannot be built "
-            f"for inputs shaped {tuple(splits.input_shape)} with {splits.num_classes} classes ({first[:200]}); "
+            f"for inputs shaped {data.inputs.describe_shape(splits.input_shape)} with {splits.num_classes} classes ({first[:200]}); "
             "choose a model that fits the data (see keras-lottery recipes) or other data"
         ) from None
 
@@ -380,7 +380,7 @@ def _run(recipe, out, display, model, data_source, root, workers_count, devices,
             storage.save_arrays(layout.test_labels(run_dir),
                                 {"labels": results.compact(splits.y_test, splits.num_classes)})
             storage.write_json(layout.model_file(run_dir), {
-                "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
+                "input_shape": data.inputs.shape_json(splits.input_shape), "num_classes": splits.num_classes,
                 "architecture": json.loads(experiment.plain.to_json()),
             })
             display.line(f"run directory: {run_dir}")
