@@ -117,7 +117,7 @@ def load(config, supplied=None) -> Splits:
         if len(supplied) == 4:
             bad = next(i for i, a in enumerate(supplied) if not _arrays(a, structure=i % 2 == 0))
             what = "holds something other than numpy arrays (inputs may be a tuple or dict of arrays)" \
-                if inputs.structured(supplied[bad]) else \
+                if bad % 2 == 0 and inputs.structured(supplied[bad]) else \
                 f"is a {type(supplied[bad]).__name__}, not a numpy array"
             raise DataError(f"supplied data: {NPZ_KEYS[bad]} {what}; pass {ACCEPTED}")
         if len(supplied) == 3:
