@@ -21,6 +21,8 @@ its weights in a ``.keras`` file); :func:`keras_lottery.masking.strip` returns t
 model with masked weights zero.
 """
 
+import contextlib
+
 from keras_lottery.backend import keras
 from keras_lottery.models.errors import ModelError
 
@@ -87,7 +89,7 @@ class MaskedLayer(keras.layers.Wrapper):
     def pruned_weights(self):
         return [getattr(holder, name) for holder, name in self._targets]
 
-    def call(self, inputs, training=None, **kwargs):
+    def call(self, inputs, *args, training=None, **kwargs):
         weights = self.pruned_weights()
         # Each layer reads its weight from this attribute: for this call it holds weight * mask.
         for (holder, name), weight, mask in zip(self._targets, weights, self.masks):
@@ -95,13 +97,13 @@ class MaskedLayer(keras.layers.Wrapper):
         try:
             if training is not None:
                 kwargs["training"] = training
-            return self.layer(inputs, **kwargs)
+            return self.layer(inputs, *args, **kwargs)
         finally:
             for (holder, name), weight in zip(self._targets, weights):
                 object.__setattr__(holder, name, weight)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+    def compute_output_spec(self, *args, **kwargs):
+        return self.layer.compute_output_spec(*args, **kwargs)
 
     def get_config(self):
         config = super().get_config()
@@ -127,6 +129,11 @@ def specs(wrapper):
 def weights_and_masks(wrapper):
     """``[(pruned weight, mask variable)]`` of a wrapper."""
     return list(zip(wrapper.pruned_weights(), wrapper.masks))
+
+
+def cloning():
+    """Nothing to adjust while cloning on Keras 3 (see the tf_keras wrapper's)."""
+    return contextlib.nullcontext()
 
 
 def callbacks():

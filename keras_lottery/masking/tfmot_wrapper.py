@@ -10,6 +10,8 @@ that must see zeros. Each layer is given the weights to prune through tfmot's
 ``get_prunable_weights()`` itself.
 """
 
+import contextlib
+
 from keras_lottery.backend import tf, tfmot
 
 # The wrapper class is not exported by tfmot.sparsity.keras; prune_low_magnitude returns it.
@@ -50,11 +52,28 @@ def wrap_layer(layer, pruned=None):
         object.__setattr__(layer, "_lottery_pruned", specs)
     else:
         make_prunable(layer)
-    return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=FixedMask())
+    # The wrapper itself, not prune_low_magnitude, which would prune a nested model's layers into a new model.
+    return PruneLowMagnitude(layer, pruning_schedule=FixedMask())
 
 
 def _defines_own(layer):
     return any("get_prunable_weights" in vars(cls) for cls in type(layer).__mro__)
+
+
+@contextlib.contextmanager
+def cloning():
+    """While cloning a model into or out of wrappers: a wrapper counts as the layer it wraps in
+    tf_keras's rule for a nested model's first call node. A functional model used as a layer
+    has a node of its own that the model's config leaves out; a wrapper around one has not, so
+    without this the clone looks for a node that never comes (and loops forever)."""
+    from tf_keras.src.engine import functional
+
+    original = functional._should_skip_first_node
+    functional._should_skip_first_node = lambda layer: original(layer.layer if isinstance(layer, WRAPPER) else layer)
+    try:
+        yield
+    finally:
+        functional._should_skip_first_node = original
 
 
 def make_prunable(layer):

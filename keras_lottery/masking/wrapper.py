@@ -59,7 +59,8 @@ def wrap(model, prunable):
             return implementation.wrap_layer(layer, specs[layer.name])
         return _copy_layer(layer, "the pruned model")
 
-    wrapped = keras.models.clone_model(model, clone_function=clone)
+    with implementation.cloning():
+        wrapped = keras.models.clone_model(model, clone_function=clone)
     missing = set(wanted) - set(masked_weights(wrapped))
     if missing:
         raise ModelError(f"cannot prune {', '.join(sorted(missing))}: the cloned model does not wrap them")
@@ -89,7 +90,8 @@ def strip(model):
     for weight, mask in masked_weights(model).values():
         key = keys[id(weight)]
         values[key] = values[key] * _numpy(mask)
-    plain = keras.models.clone_model(model, clone_function=lambda layer: _copy_layer(base_layer(layer), "the stripped model"))
+    with implementation.cloning():
+        plain = keras.models.clone_model(model, clone_function=lambda layer: _copy_layer(base_layer(layer), "the stripped model"))
     set_weights(plain, values)
     return plain
 

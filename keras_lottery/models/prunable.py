@@ -69,7 +69,8 @@ def _base(layer):
 
 
 def _custom(layer):
-    return callable(getattr(layer, "get_prunable_weights", None))
+    # (the tf_keras wrapper gives a layer it wraps the method too, marked _lottery_pruned: not the user's)
+    return callable(getattr(layer, "get_prunable_weights", None)) and not hasattr(layer, "_lottery_pruned")
 
 
 def is_leaf(layer):
