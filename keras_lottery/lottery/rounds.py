@@ -132,7 +132,7 @@ class Round:
             return storage.load_arrays(path)
         if self.index == 0:
             theta_0 = self.theta_0()
-            masks = {name: np.ones(theta_0[units.weight_key(name)].shape, np.float32) for name in self.rates}
+            masks = {name: np.ones(theta_0[units.weight_key(name, theta_0)].shape, np.float32) for name in self.rates}
         else:
             source = self.source()
             start, trained = source.rewound_weights(), source.trained()
