@@ -43,17 +43,32 @@ def positions(model):
     one example (see the module's docstring for each layer type)."""
     from keras_lottery.models import prunable
 
-    return {weight.unit: _uses(weight.layer) for weight in prunable.weights(model)}
+    return {weight.unit: _uses(weight.layer, weight.ancestors) for weight in prunable.weights(model)}
 
 
-def _uses(layer):
-    """Uses per example of each prunable weight of ``layer``."""
+def _known(shape, ancestors):
+    """``shape`` with a dimension it leaves unknown (a layer built inside another layer's call,
+    tf_keras's MultiHeadAttention projections: the sequence length) read from the output
+    of the nearest layer around it that knows it."""
+    shape = list(shape)
+    for outer in reversed(ancestors):
+        try:
+            around = _shape(outer, "output")
+        except (AttributeError, ValueError, RuntimeError):
+            continue
+        around = tuple(around[0] if isinstance(around, list) else around)
+        shape = [around[i] if d is None and 0 < i < len(around) else d for i, d in enumerate(shape)]
+    return tuple(shape)
+
+
+def _uses(layer, ancestors=()):
+    """Uses per example of each prunable weight of ``layer`` (inside the layers ``ancestors``)."""
     from keras_lottery.backend import keras
 
     if isinstance(layer, keras.layers.Embedding):
         return 0  # a lookup: no multiply-accumulate
     if hasattr(layer, "equation") and hasattr(layer, "full_output_shape"):  # EinsumDense
-        return _einsum_uses(layer.equation, tuple(layer.full_output_shape))
+        return _einsum_uses(layer.equation, _known(layer.full_output_shape, ancestors))
     rnn = tuple(getattr(keras.layers, name) for name in ("LSTM", "GRU", "SimpleRNN"))
     transposed = "Transpose" in type(layer).__name__
     try:
@@ -68,6 +83,16 @@ def _uses(layer):
         return int(steps) if steps is not None else 1
     spatial = shape[2:] if getattr(layer, "data_format", "channels_last") == "channels_first" else shape[1:-1]
     return int(math.prod(int(d) for d in spatial if d is not None))
+
+
+def _shape(layer, which):
+    """A layer's ``input``/``output`` shape in its model (tf_keras: ``output_shape``; Keras 3:
+    the shape of ``layer.output``)."""
+    try:
+        return getattr(layer, f"{which}_shape")
+    except AttributeError:
+        tensor = getattr(layer, which)
+        return [t.shape for t in tensor] if isinstance(tensor, (list, tuple)) else tensor.shape
 
 
 def _einsum_uses(equation, output_shape):

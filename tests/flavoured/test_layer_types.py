@@ -93,7 +93,7 @@ def test_a_weight_tied_into_two_places_is_refused():
             self.other = other
 
         def call(self, inputs):
-            return keras.ops.matmul(inputs, self.other.kernel)
+            return inputs @ self.other.kernel
 
         def get_prunable_weights(self):
             return [self.other.kernel]
@@ -110,7 +110,7 @@ def test_a_weight_tied_into_two_places_is_refused():
 def types_run(tmp_path_factory):
     recipe = kl.load_recipe("quickstart_digits", overrides={
         "keras": backend.FLAVOUR, "training.iterations": 20, "training.eval_every": 10, "training.batch_size": 20,
-        "pruning.rounds": 2, "controls": [], "pruning.rates": RATES})
+        "pruning.rounds": 2, "controls": [], "pruning.rates": RATES, "dataset.validation_size": 40})
     result = kl.run(recipe, model=every_type, data=token_arrays(), out=tmp_path_factory.mktemp("types") / "run",
                     log=lambda _: None, report=False)
     return result
