@@ -189,7 +189,7 @@ def named_variables(model):
             if key in variables:
                 raise ModelError(
                     f"layer {'/'.join(path)!r} has two weights named {key.split('/')[-1]!r} ({variables[key].name}, "
-                    f"{variable.name}); give each weight of a layer, and each layer of a model, its own name"
+                    f"{variable.name}); give each weight of a layer its own name"
                 )
             variables[key] = variable
     return variables

@@ -59,7 +59,8 @@ def row(layer):
 
 def type_names():
     """The prunable layer types, for messages."""
-    return ", ".join(name for names, _ in TABLE for name in names)
+    return ("Dense, Conv1D/2D/3D and their Transpose, DepthwiseConv1D/2D, SeparableConv1D/2D, EinsumDense, Embedding, "
+            "LSTM, GRU, SimpleRNN")
 
 
 def _base(layer):
