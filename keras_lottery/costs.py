@@ -67,8 +67,10 @@ def _uses(layer, ancestors=()):
 
     if isinstance(layer, keras.layers.Embedding):
         return 0  # a lookup: no multiply-accumulate
-    if hasattr(layer, "equation") and hasattr(layer, "full_output_shape"):  # EinsumDense
-        return _einsum_uses(layer.equation, _known(layer.full_output_shape, ancestors))
+    if hasattr(layer, "equation") and hasattr(layer, "partial_output_shape"):  # EinsumDense
+        # tf_keras keeps the output shape with the batch; Keras 3 without it
+        shape = getattr(layer, "full_output_shape", None) or (None, *layer.partial_output_shape)
+        return _einsum_uses(layer.equation, _known(shape, ancestors))
     rnn = tuple(getattr(keras.layers, name) for name in ("LSTM", "GRU", "SimpleRNN"))
     transposed = "Transpose" in type(layer).__name__
     try:
