@@ -27,7 +27,7 @@ setup(
     # litert: `export --format tflite` (LiteRT's interpreter, the flatbuffer schema), tested too;
     # mkdocs, mkdocs-material, mkdocstrings: tests build the documentation site (docs/, mkdocs.yml).
     extras_require={
-        "test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34", LITERT, "mkdocs>=1.6", "mkdocs-material>=9.5",
+        "test": ["pytest>=7", "wheel", "keras-hub>=0.20", "jax[cpu]>=0.4.34", LITERT, "mkdocs>=1.6", "mkdocs-material>=9.5",
                  "mkdocstrings[python]>=0.26"],
         "jax": ["jax[cpu]>=0.4.34"],
         "litert": [LITERT],

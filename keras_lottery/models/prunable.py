@@ -1,16 +1,14 @@
 """Which weights of a model are pruned, and of what kind: the one table of prunable layer types.
 
-======================================  ==========================================  =====================
-layer type                              weights pruned                              kind (``pruning.rates`` key)
-======================================  ==========================================  =====================
-Dense                                   ``kernel``                                  ``dense``; ``output`` for the model's last Dense
-Conv1D/2D/3D, Conv1D/2D/3DTranspose     ``kernel``                                  ``conv``; ``shortcut`` if the layer's name starts with ``shortcut``
-DepthwiseConv1D/2D                      ``depthwise_kernel`` (Keras 3: ``kernel``)  ``depthwise``
-SeparableConv1D/2D                      ``depthwise_kernel``, ``pointwise_kernel``  ``depthwise``, ``conv``
-EinsumDense                             ``kernel``                                  ``attention`` inside an attention layer, else ``dense``
-Embedding                               ``embeddings``                              ``embedding``
-LSTM, GRU, SimpleRNN                    ``kernel``, ``recurrent_kernel``            ``recurrent``
-======================================  ==========================================  =====================
+| layer type | weights pruned | kind (``pruning.rates`` key) |
+|---|---|---|
+| Dense | ``kernel`` | ``dense``; ``output`` for the model's last Dense |
+| Conv1D/2D/3D and their Transpose | ``kernel`` | ``conv``; ``shortcut`` if the layer's name starts with ``shortcut`` |
+| DepthwiseConv1D/2D | ``depthwise_kernel`` (Keras 3: ``kernel``) | ``depthwise`` |
+| SeparableConv1D/2D | ``depthwise_kernel``, ``pointwise_kernel`` | ``depthwise``, ``conv`` |
+| EinsumDense | ``kernel`` | ``attention`` inside an attention layer, else ``dense`` |
+| Embedding | ``embeddings`` | ``embedding`` |
+| LSTM, GRU, SimpleRNN | ``kernel``, ``recurrent_kernel`` | ``recurrent`` |
 
 (:data:`TABLE`; subclasses count as their type.) A layer of another type that defines
 ``get_prunable_weights()`` (tfmot's ``PrunableLayer`` interface) is pruned in the weights it
