@@ -117,6 +117,13 @@ def prune_twice(function, shape, tmp_path):
     for key, value in theta0.items():
         assert np.array_equal(weights[key], value * plan.masks[pruned[key]] if key in pruned else value), key
     # exported, reloaded from disk
+    if backend.LEGACY and function is convnext_tiny:
+        # tf_keras cannot rebuild ConvNeXt from its own JSON (model_from_json(m.to_json()) fails on the
+        # plain model too), which export reads: it says so in one line.
+        with pytest.raises(export.ExportError, match=r"cannot rebuild the model saved in .*model.json") as err:
+            result.export(1, tmp_path / "ticket")
+        assert "\n" not in str(err.value)
+        return summary_line(model, started)
     exported = result.export(1, tmp_path / "ticket")
     final = storage.load_arrays(layout.final(result.run_dir, 0, 1, "ticket"))
     again = reload(tmp_path / "ticket")
@@ -125,6 +132,10 @@ def prune_twice(function, shape, tmp_path):
     assert np.allclose(np.asarray(again.predict(x_test, verbose=0)), expected, atol=1e-5)
     held = masking.get_weights(exported)
     assert all(np.array_equal(held[key], value) for key, value in final.items())
+    return summary_line(model, started)
+
+
+def summary_line(model, started):
     sizes = models.kernel_sizes(model)
     total = sum(int(np.prod(v.shape)) for v in model.weights)
     line = (f"{model.name}: {total:,} weights, {sum(sizes.values()):,} prunable in {len(sizes)} units, "
