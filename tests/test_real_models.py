@@ -62,7 +62,7 @@ def vit():
                                             hidden_dim=16, mlp_dim=32, name="vit")
     inputs = keras.Input((28, 28, 1), name="images")
     tokens = backbone(inputs)
-    return keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(tokens[:, 0]))
+    return keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(tokens[:, 0]), name="vit_classifier")
 
 
 def images(shape, count=96):
