@@ -202,7 +202,7 @@ def weights(model):
         owners[id(variable)] = key
         ancestors = tuple(layers_at[path[:n]] for n in range(1, len(path)) if path[:n] in layers_at)
         name = key.rsplit("/", 1)[-1]
-        if kind == "conv" and layer.name.startswith("shortcut"):
+        if kind in ("conv", "dense") and layer.name.startswith("shortcut"):  # as in keras-lottery 0.3: any type
             kind = "shortcut"
         elif isinstance(layer, keras.layers.Dense) and kind == "dense" and i == output:
             kind = "output"
