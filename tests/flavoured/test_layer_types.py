@@ -164,3 +164,35 @@ def test_the_exported_ticket_reloads_with_the_run_weights(types_run, tmp_path):
     predicted = np.argmax(np.asarray(model.predict(x_test, verbose=0)), axis=-1)
     summary = storage.read_json(layout.summary(types_run.run_dir, 0, 1, "ticket"))
     assert np.mean(predicted == y_test) == pytest.approx(summary["final_test_accuracy"], abs=1e-6)
+
+
+class TwoPruned(keras.layers.Layer):
+    """A user's layer offering two weights to prune through get_prunable_weights()."""
+
+    def build(self, shape):
+        self.a = self.add_weight(name="a", shape=(shape[-1], 4))
+        self.b = self.add_weight(name="b", shape=(4, 4))
+        self.scale = self.add_weight(name="scale", shape=(4,), initializer="ones")
+
+    def call(self, x):
+        return (x @ self.a) @ self.b * self.scale
+
+    def get_prunable_weights(self):
+        return [self.a, self.b]
+
+
+def test_a_custom_layer_may_offer_several_weights():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(TwoPruned(name="two")(inputs)))
+    assert models.layer_kinds(model) == {"two/a": "dense", "two/b": "dense", "out": "output"}
+    wrapped = masking.wrap(model, ["two/a", "two/b"])
+    masks = {unit: (np.arange(m.size).reshape(m.shape) % 2).astype("float32")
+             for unit, m in masking.dense_masks(wrapped).items()}
+    masking.set_masks(wrapped, masks)
+    wrapped.compile("sgd", "mse")
+    wrapped.fit(np.ones((4, 3), "float32"), np.ones((4, 2), "float32"), verbose=0, callbacks=masking.callbacks())
+    masking.apply_masks(wrapped)
+    weights = masking.get_weights(wrapped)
+    for unit, mask in masks.items():
+        assert np.all(weights[unit][mask == 0] == 0.0) and np.any(weights[unit][mask == 1] != 0.0), unit
+    assert np.count_nonzero(weights["two/scale"]) == 4  # not offered: never masked
