@@ -161,6 +161,12 @@ def test_the_exported_ticket_reloads_with_the_run_weights(types_run, tmp_path):
     for unit, mask in masks.items():
         assert np.all(exported[units.weight_key(unit, exported)][mask == 0] == 0.0)
     _, _, x_test, y_test = token_arrays()
+    from keras_lottery import export
+
+    out = tmp_path / "ticket"
+    again = keras.models.load_model(str(out) if backend.LEGACY else str(out / export.KERAS_FILE), compile=False)
+    assert np.allclose(np.asarray(again.predict(x_test, verbose=0)), np.asarray(model.predict(x_test, verbose=0)),
+                       atol=1e-6)  # read back from disk
     predicted = np.argmax(np.asarray(model.predict(x_test, verbose=0)), axis=-1)
     summary = storage.read_json(layout.summary(types_run.run_dir, 0, 1, "ticket"))
     assert np.mean(predicted == y_test) == pytest.approx(summary["final_test_accuracy"], abs=1e-6)
