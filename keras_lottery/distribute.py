@@ -44,6 +44,12 @@ def create(config):
     """
     if BACKEND == "jax":
         return jax_data_parallel(config)
+    if BACKEND == "torch" and config.strategy != "default":
+        raise DistributeError(
+            f"recipe key 'distribute.strategy': {config.strategy} spreads training with TensorFlow's strategies, "
+            "which cannot run a torch model; use --strategy default on the torch backend (or --workers N for "
+            "trainings side by side), or KERAS_BACKEND=tensorflow or jax to spread one training"
+        )
     if config.strategy == "multi_worker" and not LEGACY:
         raise DistributeError(
             "recipe key 'distribute.strategy': multi_worker does not run on Keras 3, whose fit fails under "

@@ -35,7 +35,7 @@ def build(run_dir, recipe, seed=0):
     from keras_lottery.backend import keras
 
     saved = integrity.read_json(layout.model_file(run_dir))
-    if not (isinstance(saved, dict) and isinstance(saved.get("input_shape"), list)
+    if not (isinstance(saved, dict) and isinstance(saved.get("input_shape"), (list, dict))
             and isinstance(saved.get("num_classes"), int)):
         raise integrity.DamagedFileError(
             f"{layout.model_file(run_dir)} is damaged: it lacks input_shape or num_classes; rerun keras-lottery run "
@@ -184,23 +184,65 @@ def clear_earlier_export(out):
 
 def written(out):
     """What :func:`export` writes into ``out`` on the Keras this process runs, and how to load it."""
-    from keras_lottery.backend import LEGACY
+    from keras_lottery.backend import BACKEND, LEGACY
 
     if LEGACY:
         return f"saved model in {out} (load it with tf.saved_model.load)"
+    if BACKEND == "torch":
+        return (f"{Path(out) / KERAS_FILE} (load it with keras.saving.load_model); no SavedModel: "
+                f"{SAVED_MODEL_ON_TORCH}")
     return (f"saved model in {out} (load it with tf.saved_model.load) and {Path(out) / KERAS_FILE} "
             "(load it with keras.saving.load_model)")
 
 
-def save(model, out):
-    """Write ``model`` to the folder ``out`` as :func:`written` says."""
-    from keras_lottery.backend import LEGACY
+SAVED_MODEL_ON_TORCH = ("a TensorFlow SavedModel is traced by TensorFlow, which cannot run a torch model; "
+                        "export with KERAS_BACKEND=tensorflow (the same run directory) for one")
+
+
+def _input_signature(model, input_shape):
+    """The SavedModel's input signature when the model's inputs leave a dimension other
+    than the batch open (e.g. keras-hub's sequence length, which JAX cannot export
+    symbolically): each input at the shape the run's data had (``input_shape``, from
+    ``model.json``). None when every dimension is known (Keras's own signature)."""
+    from keras_lottery.backend import tf
+    from keras_lottery.data import inputs
+    from keras_lottery.models.builder import _input_names
+
+    if input_shape is None or all(d is not None for t in model.inputs for d in tuple(t.shape)[1:]):
+        return None
+    shape = inputs.shape_of(input_shape)
+    if isinstance(shape, dict):
+        shapes = [shape.get(name) for name in _input_names(model)]
+    elif inputs.several(shape):
+        shapes = list(shape)
+    else:
+        shapes = [shape]
+    if len(shapes) != len(model.inputs) or any(s is None for s in shapes):
+        return None
+    specs = [tf.TensorSpec((None, *s), getattr(t.dtype, "name", t.dtype), name=_input_names(model)[i])
+             for i, (t, s) in enumerate(zip(model.inputs, shapes))]
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        return [dict(zip(_input_names(model), specs))]
+    return [specs if isinstance(struct, (list, tuple)) else specs[0]]
+
+
+def save(model, out, input_shape=None):
+    """Write ``model`` to the folder ``out`` as :func:`written` says (on the torch backend,
+    ``model.keras`` only: a SavedModel needs the tensorflow backend). ``input_shape`` (the
+    run's, from ``model.json``) fixes the SavedModel's inputs where the model leaves them open."""
+    from keras_lottery.backend import BACKEND, LEGACY
 
     if LEGACY:
         model.save(str(out), save_format="tf")
         return
     Path(out).mkdir(parents=True, exist_ok=True)
-    model.export(str(out), format="tf_saved_model", verbose=False)
+    if BACKEND == "torch":
+        model.save(str(Path(out) / KERAS_FILE))
+        return
+    signature = _input_signature(model, input_shape)
+    model.export(str(out), format="tf_saved_model", verbose=False,
+                 **({} if signature is None else {"input_signature": signature}))
     model.save(str(Path(out) / KERAS_FILE))
 
 
@@ -212,7 +254,8 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
     model = ticket_model(run_dir, round_index, trial, variant, weights)
     if force:
         clear_earlier_export(out)
-    save(model, out)
+    saved = integrity.read_json(layout.model_file(run_dir))
+    save(model, out, saved.get("input_shape") if isinstance(saved, dict) else None)
     return model
 
 

@@ -86,8 +86,15 @@ def convert(model, quantize=None, calibration=None, scratch=None):
     examples); inputs and outputs stay float32. ``scratch``: a folder for the Keras 3
     SavedModel the conversion reads (a temporary folder inside it, removed after).
     """
-    from keras_lottery.backend import LEGACY, tf
+    from keras_lottery.backend import BACKEND, LEGACY, tf
 
+    if BACKEND == "torch":
+        raise TFLiteError(f"TFLite export on the torch backend is not possible: {exporting.SAVED_MODEL_ON_TORCH}")
+    if len(model.inputs) != 1:  # the benchmark feeds, and calibrates, one input array
+        raise TFLiteError(
+            f"TFLite export takes a model with one input, and this one has {len(model.inputs)}; "
+            "export it as a SavedModel instead (keras-lottery export)"
+        )
     if quantize is not None and quantize not in QUANTIZE:
         raise TFLiteError(f"--quantize {quantize}: one of {', '.join(QUANTIZE)}")
     if quantize and (calibration is None or len(calibration) == 0):

@@ -1,6 +1,6 @@
 """Which Keras a process runs: ``tf_keras`` (legacy Keras 2 with tfmot's pruning wrapper,
 the default) or ``keras3`` (Keras 3 with keras-lottery's own masked wrapper, on the
-backend ``KERAS_BACKEND`` names: ``tensorflow`` or ``jax``).
+backend ``KERAS_BACKEND`` names: ``tensorflow``, ``jax`` or ``torch``).
 
 The choice is made once per process, before TensorFlow or Keras is imported, as Keras 3
 chooses its backend: :func:`choose` records it (the command line does so from the

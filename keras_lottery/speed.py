@@ -38,7 +38,11 @@ def _masked_model(r):
     from keras_lottery import masking, models, training
     from keras_lottery.training import regularization
 
-    shape, classes = catalog.DATASET_SHAPES[r.dataset.name]
+    known = catalog.dataset_shape(r.dataset)
+    if known is None:
+        raise UsageError(f"{r.name}: the shape of dataset {r.dataset.name}'s inputs is not known without its data; "
+                         "measure a recipe of mnist, cifar10, digits or a shipped text dataset")
+    shape, classes = known
     plain = models.build(r.model, shape, classes, seed=0)
     rates = models.rates_by_layer(plain, r.pruning)
     model = masking.wrap(plain, rates)
@@ -57,7 +61,10 @@ def measure(r, steps=20, warmup=3, eval_examples=2000):
     model, shape, classes = _masked_model(r)
     rng = np.random.default_rng(0)
     n = max(r.training.batch_size * 4, eval_examples)
-    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    if r.model.vocabulary_size:  # a text model: token ids
+        x = rng.integers(0, r.model.vocabulary_size, size=(n, *shape)).astype(np.int32)
+    else:
+        x = rng.normal(size=(n, *shape)).astype(np.float32)
     y = rng.integers(0, classes, n).astype(np.int32)
     stream = data.train_stream(x, y, r.training.batch_size, seed=0,
                                augment=augment.flip_and_crop if r.dataset.augment else None)

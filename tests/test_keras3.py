@@ -6,6 +6,9 @@ here, collected as usual). Keras 3 gets its own processes: ``tests/flavoured`` a
 both started at once (one per core); each backend's test asserts that every test there
 passed and none was skipped, and shows the end of the output otherwise. JAX is skipped
 where it is not installed (``pip install "jax[cpu]"``).
+
+The torch backend (``KERAS_BACKEND=torch``) runs the same suite in one slow test
+(``pytest -m slow``): torch runs every step eagerly, so it takes several minutes.
 """
 
 import importlib.util
@@ -27,7 +30,22 @@ def missing(backend):
     """Why ``backend`` cannot run here, or None."""
     if backend == "jax" and importlib.util.find_spec("jax") is None:
         return 'jax is not installed (pip install "jax[cpu]"): the JAX backend is not tested'
+    if backend == "torch" and importlib.util.find_spec("torch") is None:
+        return 'torch is not installed (pip install "keras-lottery[torch]"): the torch backend is not tested'
     return None
+
+
+def start(backend, folder):
+    """``(process, log path, log)``: tests/flavoured on Keras 3 with ``backend``, in ``folder``."""
+    env = dict(os.environ, KERAS_LOTTERY_KERAS="keras3", KERAS_BACKEND=backend, PYTHONPATH=str(ROOT),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("PYTEST_ADDOPTS", None)
+    args = [sys.executable, "-m", "pytest", "tests/flavoured", "-q", "-p", "no:cacheprovider",
+            f"--basetemp={folder / 'tmp'}"]
+    log = open(folder / "pytest.log", "w")
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # its own process group: stopped with its children
+    return process, folder / "pytest.log", log
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +55,9 @@ def keras3_runs(tmp_path_factory):
     for backend in BACKENDS:
         if missing(backend):
             continue
-        folder = tmp_path_factory.mktemp(f"keras3_{backend}")
-        env = dict(os.environ, KERAS_LOTTERY_KERAS="keras3", KERAS_BACKEND=backend, PYTHONPATH=str(ROOT),
-                   TF_CPP_MIN_LOG_LEVEL="3")
-        env.pop("PYTEST_ADDOPTS", None)
-        args = [sys.executable, "-m", "pytest", "tests/flavoured", "-q", "-p", "no:cacheprovider",
-                f"--basetemp={folder / 'tmp'}"]
-        log = open(folder / "pytest.log", "w")
+        process, log_path, log = start(backend, tmp_path_factory.mktemp(f"keras3_{backend}"))
         logs.append(log)
-        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # its own process group: stopped with its children
-        runs[backend] = (process, folder / "pytest.log")
+        runs[backend] = (process, log_path)
     yield runs
     for process, _ in runs.values():
         stop(process)
@@ -72,12 +82,27 @@ def tail(text, lines=60):
     for name in BACKENDS
 ])
 def test_the_core_properties_hold_on_keras_3(backend, keras3_runs):
-    process, log_path = keras3_runs[backend]
+    check_finished(backend, *keras3_runs[backend])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(missing("torch") is not None, reason=str(missing("torch")))
+def test_the_core_properties_hold_on_keras_3_with_torch(tmp_path):
+    process, log_path, log = start("torch", tmp_path)
     try:
-        process.wait(timeout=TIMEOUT)
+        check_finished("torch", process, log_path, timeout=2 * TIMEOUT)
+    finally:
+        stop(process)
+        log.close()
+
+
+def check_finished(backend, process, log_path, timeout=TIMEOUT):
+    """Wait for ``process`` (tests/flavoured on Keras 3 with ``backend``); fail unless every test passed."""
+    try:
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         stop(process)
-        pytest.fail(f"tests/flavoured on Keras 3/{backend} did not finish in {TIMEOUT}s:\n{tail(log_path.read_text())}")
+        pytest.fail(f"tests/flavoured on Keras 3/{backend} did not finish in {timeout}s:\n{tail(log_path.read_text())}")
     text = log_path.read_text()
     where = f"KERAS_LOTTERY_KERAS=keras3 KERAS_BACKEND={backend} python -m pytest tests/flavoured"
     assert process.returncode == 0, f"{where} failed (exit {process.returncode}):\n{tail(text)}"

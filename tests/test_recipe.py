@@ -139,6 +139,10 @@ def test_shipped_recipe_resolves_exactly_as_before(name):
     resolved = r.to_dict()
     assert resolved.pop("keras") == "tf_keras"  # added in 0.3; its default is what ran before
     assert resolved["pruning"].pop("structure") == "unstructured"  # added in 0.4, likewise
+    for key in ("target_weights", "score_batch", "score_steps"):  # pruning at initialization, likewise
+        assert resolved["pruning"].pop(key) is None
+    assert (resolved["dataset"].pop("vocabulary_size"), resolved["dataset"].pop("sequence_length"),
+            resolved["model"].pop("vocabulary_size")) == (10000, 128, None)  # added for text data, likewise
     assert resolved == RESOLVED[name]
     assert r == recipes.parse(RESOLVED[name])
     assert r.short_hash() == recipes.parse(RESOLVED[name]).short_hash()

@@ -135,7 +135,9 @@ SLOW = ("vgg19_cifar10", "vgg19_cifar10_lr001", "vgg19_cifar10_warmup", "vgg19_c
         "conv4_dropout_cifar10", "conv6_dropout_cifar10", "lenet300_mnist_criteria",
         # variants of recipes run here whose settings other tests cover (dropout, rewinding modes, supermasks)
         "conv2_dropout_cifar10", "conv4_cifar10", "lenet300_mnist_finetune", "lenet300_mnist_lr_rewind",
-        "lenet300_mnist_supermask")
+        "lenet300_mnist_supermask",
+        # pruning at initialization: tests/test_at_init.py runs it end to end on a tiny model
+        "lenet300_mnist_at_init", "conv2_cifar10_at_init")
 
 
 def smoke_overrides(r):
@@ -178,7 +180,7 @@ def test_recipe_runs_two_rounds(name, tmp_path):
         assert np.all(final[f"{layer}/kernel"][mask == 0] == 0)
     for layer in {k.split("/")[0] for k in final if k.endswith("/kernel")} - set(masks):
         assert np.all(final[f"{layer}/kernel"] != 0)  # excluded layers stay dense
-    shape, classes = catalog.DATASET_SHAPES[r.dataset.name]
+    shape, classes = catalog.dataset_shape(r.dataset)
     kinds = models.layer_kinds(models.build(r.model, shape, classes, seed=0))
     assert set(masks) == {layer for layer, kind in kinds.items() if kind in r.pruning.rates}
 
@@ -206,7 +208,8 @@ def test_cli_runs_a_recipe_by_name_or_path(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("given, expected", [
     ("conv5_cifar10", "error: no recipe named 'conv5_cifar10' (it is not a file, nor a recipe `keras-lottery recipes` "
-                      "lists): did you mean 'conv6_cifar10'? (the recipes are conv2_cifar10, conv2_dropout_cifar10, "),
+                      "lists): did you mean 'conv6_cifar10'? (the recipes are conv2_cifar10, conv2_cifar10_at_init, "
+                      "conv2_dropout_cifar10, "),
     ("nothing_like_it", "error: no recipe named 'nothing_like_it' (it is not a file, nor a recipe `keras-lottery "
                         "recipes` lists); the recipes are conv2_cifar10, "),
     ("missing/recipe.json", "error: recipe file not found: missing/recipe.json; pass a recipe file, or one of the "

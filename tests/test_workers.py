@@ -137,8 +137,28 @@ def test_a_worker_started_elsewhere_joins_and_shares_the_work(recipe_path, refer
     elsewhere.mkdir()
     with open(tmp_path / "run.log", "w") as run_log, open(tmp_path / "worker.log", "w") as worker_log:
         runner = start(["run", str(recipe_path), "--out", str(out)], run_log)
-        wait_for(lambda: layout.summary(out, 0, 0, "ticket").is_file(), what="the dense round")
-        joiner = start(["worker", str(out), "--name", "helper"], worker_log, cwd=elsewhere)
+
+        def runner_mid_training():  # a claim of the run's, with a checkpoint: no shared lock held
+            for path in layout.claims_dir(out).glob("trial_*.json"):
+                claim, key = claims.read(path), layout.claim_key(path)
+                if claim and key and key[1] >= 1 and claim.get("pid") == runner.pid and \
+                        list(layout.checkpoints(layout.variant_dir(out, *key)).glob("it_*")):
+                    return key
+            return None
+
+        def joiner_claimed():
+            return any((claims.read(path) or {}).get("pid") == joiner.pid
+                       for path in layout.claims_dir(out).glob("trial_*.json"))
+
+        # The run is paused in the middle of a training until the worker has claimed one, so
+        # that both train however fast this machine is (the run would otherwise finish first).
+        wait_for(runner_mid_training, what="the run in the middle of a pruned round's training")
+        os.kill(runner.pid, signal.SIGSTOP)
+        try:
+            joiner = start(["worker", str(out), "--name", "helper"], worker_log, cwd=elsewhere)
+            wait_for(lambda: joiner_claimed() or joiner.poll() is not None, what="the worker's claim")
+        finally:
+            os.kill(runner.pid, signal.SIGCONT)
         run_text = finished(runner, tmp_path / "run.log")
         worker_text = finished(joiner, tmp_path / "worker.log")
     assert runner.returncode == 0, run_text[-3000:]

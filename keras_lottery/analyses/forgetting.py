@@ -317,7 +317,8 @@ def table(rounds, top):
 
 
 def test_images(run, labels):
-    """``(test images, None)`` of the run's data, or ``(None, why not)``."""
+    """``(test images, None)`` of the run's data, or ``(None, why not)``: no images when the
+    inputs are several arrays (a tuple or dict) or integer ids (tokens)."""
     from keras_lottery import data
 
     try:
@@ -331,6 +332,10 @@ def test_images(run, labels):
         return None, "the data the recipe names now is not the data the run trained on (fingerprint differs)"
     if len(splits.y_test) != len(labels) or not np.array_equal(np.asarray(splits.y_test).astype(np.int64), labels):
         return None, "the test labels of the loaded data differ from the run's"
+    if data.inputs.structured(splits.x_test):
+        return None, f"the run's inputs are not images (a {data.inputs.form(splits.x_test)} arrays)"
+    if not np.issubdtype(np.asarray(splits.x_test).dtype, np.floating):
+        return None, "the run's inputs are not images (integer ids)"
     return np.asarray(splits.x_test), None
 
 

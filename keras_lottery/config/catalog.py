@@ -21,6 +21,16 @@ from keras_lottery.config import recipe as recipes
 RECIPES_DIR = importlib.resources.files("keras_lottery") / "recipes"
 # Input shape and classes of each named dataset, so models can be built without data.
 DATASET_SHAPES = {"mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10), "digits": ((8, 8, 1), 10)}
+TEXT_CLASSES = {"tfds:imdb_reviews": 2}  # text datasets: ids shaped (dataset.sequence_length,)
+
+
+def dataset_shape(dataset):
+    """``(input shape, classes)`` of a recipe's ``dataset`` section, known without its data, or None."""
+    if dataset.name in DATASET_SHAPES:
+        return DATASET_SHAPES[dataset.name]
+    if dataset.name in TEXT_CLASSES:
+        return (dataset.sequence_length,), TEXT_CLASSES[dataset.name]
+    return None
 
 
 def recipe_paths(directory=None):
@@ -69,9 +79,9 @@ def kernel_weight_count(recipe):
     model of the user's own (listing recipes never runs the code they name)."""
     from keras_lottery import models
 
-    if recipe.dataset.name not in DATASET_SHAPES or recipe.model.name not in models.BUILTIN:
+    if dataset_shape(recipe.dataset) is None or recipe.model.name not in models.BUILTIN:
         return None
-    shape, classes = DATASET_SHAPES[recipe.dataset.name]
+    shape, classes = dataset_shape(recipe.dataset)
     return models.kernel_weight_count(models.build(recipe.model, shape, classes, seed=0))
 
 

@@ -8,7 +8,9 @@ the data (:func:`keras_lottery.data.sources.fingerprint`). So
   at the default, and every existing run directory stays valid;
 - fields that only add work (rounds, trials, controls), say where to train
   (``distribute``), how often to checkpoint, or that give bit-identical results
-  (``steps_per_execution``) are not part of it: a rerun with other values continues;
+  (``steps_per_execution``) are not part of it: a rerun with other values continues
+  (except ``pruning.rounds`` when one ``pruning.target_weights`` fraction is spaced over
+  the rounds: then their number changes every level);
 - the data is identified by its content, not by its file name: other data never
   resumes into a run directory, and the same data under another path is the same run.
 
@@ -87,6 +89,8 @@ def recipe_identity(recipe):
     """The recipe fields that change results and differ from their defaults."""
     data = _non_default(recipe)
     for dotted in NOT_RESULTS:
+        if dotted == "pruning.rounds" and isinstance(recipe.pruning.target_weights, (int, float)):
+            continue  # one target_weights fraction is spaced over the rounds: their number changes every mask
         _drop(data, dotted)
     return {key: value for key, value in data.items() if value != {}}
 

@@ -28,7 +28,7 @@ from typing import Any, Optional
 from keras_lottery import flavours
 from keras_lottery import models
 from keras_lottery.config.identity import to_jsonable
-from keras_lottery.lottery import rewinding, variants
+from keras_lottery.lottery import rewinding, rounds, variants
 from keras_lottery.pruning import blocks, criteria
 from keras_lottery.errors import UsageError
 
@@ -72,8 +72,10 @@ class DatasetConfig:
     validation_size: int = 5000
     data_dir: Optional[str] = None
     augment: bool = False
-    image_key: str = "image"  # the features of a tfds: dataset
+    image_key: str = "image"  # the features of a tfds: dataset (the text, for a text dataset)
     label_key: str = "label"
+    vocabulary_size: int = 10000  # a tfds: text dataset's word ids: 0 padding, 1 unknown, the rest words
+    sequence_length: int = 128  # a tfds: text dataset's ids per example (cut, or padded with 0)
 
     def check(self, key):
         _require(
@@ -94,6 +96,15 @@ class DatasetConfig:
             if tfds_name is None and value != default:
                 raise RecipeError(
                     f"recipe key '{key}.{field_name}': applies to tfds:NAME datasets only, got {json.dumps(value)} "
+                    f"with name {json.dumps(self.name)}; remove it or set {key}.name to tfds:NAME"
+                )
+        for field_name, default in (("vocabulary_size", 10000), ("sequence_length", 128)):
+            value = getattr(self, field_name)
+            _require(isinstance(value, int) and not isinstance(value, bool) and value >= (3 if field_name[0] == "v" else 1),
+                     f"{key}.{field_name}", "an integer >= 3" if field_name[0] == "v" else "an integer >= 1", value)
+            if tfds_name is None and value != default:
+                raise RecipeError(
+                    f"recipe key '{key}.{field_name}': applies to tfds:NAME text datasets only, got {json.dumps(value)} "
                     f"with name {json.dumps(self.name)}; remove it or set {key}.name to tfds:NAME"
                 )
         _require(self.image_key != self.label_key, f"{key}.label_key", "another feature than image_key", self.label_key)
@@ -118,6 +129,7 @@ class ModelConfig:
     initializer: str = "glorot_normal"
     dropout: float = 0.0
     hidden: Optional[tuple] = None
+    vocabulary_size: Optional[int] = None  # the token ids a built-in text model (transformer) embeds
     options: dict = field(default_factory=dict)  # keyword arguments of a module:function model
 
     def check(self, key):
@@ -150,6 +162,14 @@ class ModelConfig:
                 len(self.hidden) > 0 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
                 f"{key}.hidden", "a non-empty list of integers >= 1", list(self.hidden),
             )
+        text = self.name in models.TEXT_MODELS
+        if text or self.vocabulary_size is not None:
+            _require(text, f"{key}.vocabulary_size", f"unset unless name is one of {', '.join(models.TEXT_MODELS)}",
+                     self.vocabulary_size)
+            _require(isinstance(self.vocabulary_size, int) and not isinstance(self.vocabulary_size, bool)
+                     and self.vocabulary_size >= 2, f"{key}.vocabulary_size",
+                     "an integer >= 2 (the token ids the model embeds; a text dataset's dataset.vocabulary_size)",
+                     self.vocabulary_size)
 
 
 @dataclass(frozen=True)
@@ -218,6 +238,12 @@ class PruningConfig:
     criterion: str = criteria.DEFAULT
     # "unstructured", or a block shape [rows, cols] pruned whole (keras_lottery.pruning.blocks)
     structure: typing.Union[str, tuple] = blocks.UNSTRUCTURED
+    # Pruning at initialization (method "at_init", keras_lottery.lottery.rounds):
+    # the fraction of weights the last round keeps (levels spaced geometrically), or the
+    # fraction of each pruned round; None: each round keeps what the rates leave.
+    target_weights: typing.Optional[typing.Union[float, tuple]] = None
+    score_batch: Optional[int] = None  # training examples a data criterion scores; None: 10 x classes
+    score_steps: Optional[int] = None  # scoring steps on the way to a sparsity; None: the criterion's
 
     def check(self, key):
         wrong = blocks.problem(self.structure)
@@ -230,7 +256,9 @@ class PruningConfig:
                     re.compile(pattern)
                 except re.error as err:
                     raise RecipeError(f"recipe key '{key}.{name}': {pattern!r} is not a regular expression ({err})") from None
-        _require(self.method in ("iterative", "oneshot"), f"{key}.method", "'iterative' or 'oneshot'", self.method)
+        _require(self.method in rounds.METHODS, f"{key}.method", " or ".join(f"'{m}'" for m in rounds.METHODS),
+                 self.method)
+        self.check_at_init(key)
         _require(self.scope in ("layerwise", "global"), f"{key}.scope", "'layerwise' or 'global'", self.scope)
         _require(len(self.rates) > 0, f"{key}.rates", f"a non-empty map from layer kind ({', '.join(LAYER_KINDS)}) to rate", self.rates)
         for kind, rate in self.rates.items():
@@ -239,13 +267,48 @@ class PruningConfig:
                 isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < 1,
                 f"{key}.rates.{kind}", "a fraction in (0, 1)", rate,
             )
-        if self.scope == "global" and len(set(self.rates.values())) > 1:
+        if self.scope == "global" and len(set(self.rates.values())) > 1 and self.target_weights is None:
             raise RecipeError(
                 f"recipe key '{key}.rates': global pruning ranks all listed layers together, so "
                 f"every rate must be the same, got {json.dumps(self.rates)}; use scope 'layerwise'"
             )
         _require(self.rounds >= 1, f"{key}.rounds", "an integer >= 1 (round 0 is the dense network)", self.rounds)
         _require(self.rounds <= MAX_ROUNDS, f"{key}.rounds", f"an integer <= {MAX_ROUNDS}", self.rounds)
+
+
+    def check_at_init(self, key):
+        """The keys of pruning at initialization: at_init only, and in range."""
+        at_init = self.method == rounds.AT_INIT
+        if criteria.at_init_only(self.criterion) and not at_init:
+            raise RecipeError(
+                f"recipe key '{key}.criterion': {json.dumps(self.criterion)} scores the network at initialization; "
+                f"set {key}.method to \"{rounds.AT_INIT}\" or choose one of "
+                f"{', '.join(n for n in criteria.names() if not criteria.at_init_only(n))}"
+            )
+        for name in ("target_weights", "score_batch", "score_steps"):
+            if getattr(self, name) is not None and not at_init:
+                raise RecipeError(
+                    f"recipe key '{key}.{name}': applies to {key}.method \"{rounds.AT_INIT}\" only, got "
+                    f"{json.dumps(to_jsonable(getattr(self, name)))} with \"{self.method}\"; "
+                    "remove it or set the method"
+                )
+        for name in ("score_batch", "score_steps"):
+            value = getattr(self, name)
+            _require(value is None or 1 <= value <= MAX_BATCH, f"{key}.{name}",
+                     f"null or an integer from 1 to {MAX_BATCH}", value)
+        target = self.target_weights
+        if isinstance(target, tuple):
+            _require(
+                len(target) >= 1 and all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1
+                                         for t in target) and list(target) == sorted(set(target), reverse=True),
+                f"{key}.target_weights", "a fraction in (0, 1) or a list of decreasing fractions in (0, 1)",
+                list(target),
+            )
+            _require(self.rounds <= len(target) + 1, f"{key}.rounds",
+                     f"at most {len(target) + 1} (the dense round and one per target_weights level)", self.rounds)
+        elif target is not None:
+            _require(0 < target < 1, f"{key}.target_weights", "a fraction in (0, 1) or a list of decreasing fractions",
+                     target)
 
 
 @dataclass(frozen=True)
@@ -305,6 +368,12 @@ class Recipe:
         )
         for section in ("dataset", "model", "training", "pruning", "rewind", "distribute"):
             getattr(self, section).check(section)
+        if self.model.name in models.TEXT_MODELS and self.dataset.name.startswith(TFDS_PREFIX):
+            _require(
+                self.model.vocabulary_size >= self.dataset.vocabulary_size, "model.vocabulary_size",
+                f"at least dataset.vocabulary_size ({self.dataset.vocabulary_size}), the ids the data holds",
+                self.model.vocabulary_size,
+            )
         for control in self.controls:
             _require(control in variants.controls(), "controls", f"a list of {', '.join(variants.controls())}", control)
         _require(len(set(self.controls)) == len(self.controls), "controls", "a list without repeats", list(self.controls))
@@ -316,6 +385,13 @@ class Recipe:
             self.rewind.iteration < self.training.iterations, "rewind.iteration",
             f"an iteration before the end of training ({self.training.iterations})", self.rewind.iteration,
         )
+        if self.pruning.method == rounds.AT_INIT and (self.rewind.mode != rewinding.DEFAULT or self.rewind.iteration):
+            raise RecipeError(
+                f"recipe key 'rewind': pruning.method \"{rounds.AT_INIT}\" trains each mask from θ0, so it needs "
+                f"rewind.mode \"{rewinding.DEFAULT}\" and rewind.iteration 0, got "
+                f"{json.dumps(to_jsonable(dataclasses.asdict(self.rewind)))}; "
+                "remove the rewind section"
+            )
         if self.rewind.iteration % self.training.eval_every:
             raise RecipeError(
                 f"recipe key 'rewind.iteration': must be a multiple of training.eval_every "

@@ -7,7 +7,8 @@ Sources (:func:`load`):
 - tensorflow-datasets: ``mnist`` and ``cifar10`` (fixed normalization constants), or
   ``tfds:NAME``, any tfds image classification dataset with train and test splits
   (features ``dataset.image_key`` and ``dataset.label_key``), standardized per channel
-  with its training split's statistics;
+  with its training split's statistics, or a text classification dataset (a text
+  feature, e.g. ``tfds:imdb_reviews``), as word ids (:mod:`.text`);
 - data from the Python API: ``(x_train, y_train, x_test, y_test)`` numpy arrays, or
   ``(train, validation, test)`` ``tf.data.Dataset``\\ s of ``(x, y)`` pairs.
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from keras_lottery.backend import tf
 from keras_lottery.config.recipe import PYTHON_DATA as PYTHON
+from keras_lottery.data import inputs, text
 from keras_lottery.errors import UsageError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -61,11 +63,11 @@ class Splits:
     e.g. an npz file named ``mnist`` and the same arrays given through the Python API).
     """
 
-    x_train: np.ndarray
+    x_train: object  # an array, or a tuple or dict of arrays (keras_lottery.data.inputs)
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: object
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: object
     y_test: np.ndarray
     num_classes: int
     fingerprint: str = ""
@@ -74,7 +76,8 @@ class Splits:
 
     @property
     def input_shape(self):
-        return self.x_train.shape[1:]
+        """One example's shape: a tuple, or a tuple or dict of them for several inputs."""
+        return inputs.example_shape(self.x_train)
 
 
 def load(config, supplied=None) -> Splits:
@@ -107,16 +110,16 @@ def load(config, supplied=None) -> Splits:
     if supplied is None:
         return _load_configured(config)
     if isinstance(supplied, (tuple, list)):
-        if len(supplied) == 4 and all(isinstance(a, np.ndarray) for a in supplied):
-            return _from_arrays(config, *supplied)
+        if len(supplied) == 4 and all(_arrays(a, structure=i % 2 == 0) for i, a in enumerate(supplied)):
+            return _from_arrays(config, *(inputs.normalized(a) for a in supplied))
         if len(supplied) == 3 and all(isinstance(d, tf.data.Dataset) for d in supplied):
             return _from_datasets(*supplied)
         if len(supplied) == 4:
-            bad = next(i for i, a in enumerate(supplied) if not isinstance(a, np.ndarray))
-            raise DataError(
-                f"supplied data: {NPZ_KEYS[bad]} is a {type(supplied[bad]).__name__}, not a numpy array; "
-                f"pass {ACCEPTED}"
-            )
+            bad = next(i for i, a in enumerate(supplied) if not _arrays(a, structure=i % 2 == 0))
+            what = "holds something other than numpy arrays (inputs may be a tuple or dict of arrays)" \
+                if inputs.structured(supplied[bad]) else \
+                f"is a {type(supplied[bad]).__name__}, not a numpy array"
+            raise DataError(f"supplied data: {NPZ_KEYS[bad]} {what}; pass {ACCEPTED}")
         if len(supplied) == 3:
             bad = next(i for i, d in enumerate(supplied) if not isinstance(d, tf.data.Dataset))
             raise DataError(
@@ -130,17 +133,32 @@ def load(config, supplied=None) -> Splits:
     raise DataError(f"supplied data is a {type(supplied).__name__}; pass {ACCEPTED} as a tuple or list")
 
 
-def fingerprint(*arrays) -> str:
+def _arrays(x, structure):
+    """True for a numpy array, or (``structure``: inputs) a tuple, list or dict of them."""
+    if structure and inputs.structured(x):
+        values = x.values() if isinstance(x, dict) else x
+        return bool(values) and all(isinstance(a, np.ndarray) for a in values)
+    return isinstance(x, np.ndarray)
+
+
+def fingerprint(*parts) -> str:
     """A sha256 (hex) of the raw data: the dtype, shape and bytes of each array, in order.
 
+    A part may be inputs of several arrays (a tuple or dict, :mod:`.inputs`): their form
+    (tuple length, dict keys) is read, then each array. One array's fingerprint is the
+    same as before several inputs were accepted, so earlier run directories stay valid.
     The same content gives the same fingerprint whatever file or container it came in;
-    any changed byte, shape or dtype gives another one.
+    any changed byte, shape, dtype or input name gives another one.
     """
-    digest = hashlib.sha256(f"keras-lottery data, {len(arrays)} arrays\n".encode())
-    for array in arrays:
-        array = np.asarray(array)
-        digest.update(f"{array.dtype.str} {array.shape}\n".encode())
-        digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    digest = hashlib.sha256(f"keras-lottery data, {len(parts)} arrays\n".encode())
+    for part in parts:
+        for item in inputs.fingerprint_parts(part):
+            if isinstance(item, str):
+                digest.update(f"{item}\n".encode())
+                continue
+            array = np.asarray(item)
+            digest.update(f"{array.dtype.str} {array.shape}\n".encode())
+            digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     return digest.hexdigest()
 
 
@@ -159,6 +177,8 @@ def _load_configured(config) -> Splits:
     elif name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
         raw, info_classes = load_tfds(name[len(TFDS_PREFIX):], config.data_dir, config.image_key, config.label_key)
         scale, source = 255.0, name
+        if raw[0].dtype == object:  # a text feature: token ids of a tokenizer fitted on the training split
+            return _text_splits(config, raw, info_classes, source)
     elif name == "npz":
         raise DataError("dataset.name is 'npz' but dataset.path is not set; pass --data PATH to a local .npz")
     elif name == PYTHON:
@@ -194,6 +214,27 @@ def _load_configured(config) -> Splits:
     )
 
 
+def _text_splits(config, raw, info_classes, source) -> Splits:
+    """Splits of a text dataset: token ids (:mod:`.text`), used as given."""
+    x_train, y_train, x_test, y_test = raw
+    digest = fingerprint(*text.raw_arrays(x_train), y_train, *text.raw_arrays(x_test), y_test)
+    train, val = _hold_out(len(x_train), config.validation_size)
+    index = text.vocabulary(x_train[train], config.vocabulary_size)
+
+    def ids(texts):
+        return text.encode(texts, index, config.sequence_length)
+
+    labels = np.concatenate([y_train, y_test])
+    return Splits(
+        x_train=ids(x_train[train]), y_train=y_train[train].astype(np.int32),
+        x_val=ids(x_train[val]), y_val=y_train[val].astype(np.int32),
+        x_test=ids(x_test), y_test=y_test.astype(np.int32),
+        num_classes=max(int(labels.max()) + 1, info_classes or 0), fingerprint=digest, source=source,
+        normalization=f"word ids (as given): the {len(index)} most frequent training words, "
+                      f"{config.sequence_length} per example",
+    )
+
+
 def _hold_out(n, validation_size):
     """Indices ``(train, validation)`` of ``n`` training examples, fixed by VALIDATION_SEED."""
     if validation_size >= n:
@@ -210,9 +251,10 @@ def _from_arrays(config, x_train, y_train, x_test, y_test) -> Splits:
     labels = check_user_data(source, {"train": (x_train, y_train), "test": (x_test, y_test)})
     digest = fingerprint(x_train, y_train, x_test, y_test)  # as given: labels before (N, 1) -> (N,)
     y_train, y_test = labels
-    train, val = _hold_out(len(x_train), config.validation_size)
+    train, val = _hold_out(inputs.length(x_train), config.validation_size)
     return _user_splits(
-        source, digest, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test,
+        source, digest, inputs.take(x_train, train), y_train[train], inputs.take(x_train, val), y_train[val],
+        x_test, y_test,
     )
 
 
@@ -226,6 +268,30 @@ def _from_datasets(train, validation, test) -> Splits:
 
 
 def _user_splits(source, digest, x_train, y_train, x_val, y_val, x_test, y_test) -> Splits:
+    """Splits of user inputs, each array prepared by :func:`_preparation` (its dtype's rule)."""
+    prepared, notes = {"train": [], "val": [], "test": []}, []
+    for (label, train), val, test in zip(inputs.items(x_train), inputs.arrays(x_val), inputs.arrays(x_test)):
+        prepare, normalization = _preparation(train, (train, val, test))
+        for split, x in (("train", train), ("val", val), ("test", test)):
+            prepared[split].append(prepare(x))
+        notes.append(f"{inputs.name(label)}: {normalization}" if label else normalization)
+
+    def rebuilt(split, like):
+        values = iter(prepared[split])
+        return inputs.apply(lambda _: next(values), like)
+
+    labels = np.concatenate([y_train, y_val, y_test])
+    return Splits(
+        x_train=rebuilt("train", x_train), y_train=y_train.astype(np.int32),
+        x_val=rebuilt("val", x_val), y_val=y_val.astype(np.int32),
+        x_test=rebuilt("test", x_test), y_test=y_test.astype(np.int32),
+        num_classes=int(labels.max()) + 1, fingerprint=digest, source=source, normalization="; ".join(notes),
+    )
+
+
+def _preparation(x_train, every):
+    """``(prepare, description)`` of one input array: uint8 standardized with the training
+    split's statistics, other integers (ids) and booleans as given, floats as float32."""
     if x_train.dtype == np.uint8:
         mean, std = (np.asarray(v, np.float32) for v in channel_stats(x_train))
         normalization = "x/255, standardized " + ("per channel " if x_train.ndim >= 4 else "") + \
@@ -233,8 +299,13 @@ def _user_splits(source, digest, x_train, y_train, x_val, y_val, x_test, y_test)
 
         def prepare(x):
             return ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    elif x_train.dtype == np.bool_:  # e.g. a padding mask, among several inputs
+        normalization = "as given (bool)"
+
+        def prepare(x):
+            return x
     elif np.issubdtype(x_train.dtype, np.integer):  # ids (tokens for an Embedding): never normalized
-        wide = max(int(x.max()) for x in (x_train, x_val, x_test)) > np.iinfo(np.int32).max
+        wide = max(int(x.max()) for x in every) > np.iinfo(np.int32).max
         normalization = f"as given (integer ids, {'int64' if wide else 'int32'})"
 
         def prepare(x):
@@ -244,14 +315,7 @@ def _user_splits(source, digest, x_train, y_train, x_val, y_val, x_test, y_test)
 
         def prepare(x):
             return x.astype(np.float32)
-
-    labels = np.concatenate([y_train, y_val, y_test])
-    return Splits(
-        x_train=prepare(x_train), y_train=y_train.astype(np.int32),
-        x_val=prepare(x_val), y_val=y_val.astype(np.int32),
-        x_test=prepare(x_test), y_test=y_test.astype(np.int32),
-        num_classes=int(labels.max()) + 1, fingerprint=digest, source=source, normalization=normalization,
-    )
+    return prepare, normalization
 
 
 def channel_stats(x, chunk=1 << 20):
@@ -276,33 +340,53 @@ def channel_stats(x, chunk=1 << 20):
     return tuple(means), tuple(stds)
 
 
+def _check_input(source, name, x, first_name, x_first, several=False):
+    """Refuse one input array ``name`` that cannot be used, or differs from the training split's."""
+    if x.ndim < (1 if several else 2) or len(x) == 0:
+        raise DataError(f"{source}: {name} must be shaped (N, ...) with at least one example, got {x.shape}")
+    if 0 in x.shape:
+        raise DataError(f"{source}: {name} has a dimension of size 0 {x.shape}; every example needs values")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
+            or (several and x.dtype == np.bool_)):
+        raise DataError(
+            f"{source}: {name} must be uint8 (standardized with the training statistics), integer ids "
+            f"(used as given) or floating point (used as given), got {x.dtype}; convert it with .astype(np.float32)"
+        )
+    if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.integer) and (
+            x.min() < 0 or int(x.max()) > np.iinfo(np.int64).max):
+        raise DataError(
+            f"{source}: {name} holds integers from {x.min()} to {x.max()}; integer inputs are ids (e.g. tokens "
+            "for an Embedding), 0 or more: shift them, or convert them with .astype(np.float32) to use them as numbers"
+        )
+    if x.dtype != x_first.dtype or x.shape[1:] != x_first.shape[1:]:
+        raise DataError(
+            f"{source}: {name} is {x.dtype} {x.shape[1:]} per example but {first_name} is "
+            f"{x_first.dtype} {x_first.shape[1:]}; give every split the same dtype and example shape"
+        )
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DataError(f"{source}: {name} has NaN or infinite values; replace or drop them")
+
+
 def check_user_data(source, splits):
-    """Check user inputs and labels (``{split: (x, y)}``, train first); return the labels as (N,)."""
+    """Check user inputs and labels (``{split: (x, y)}``, train first); return the labels as (N,).
+
+    Inputs may be one array or several (a tuple or dict, :mod:`.inputs`); each array is
+    checked as one input is, and every split must have the same form (dict keys)."""
     labels = []
     first, (x_first, _) = next(iter(splits.items()))
     for split, (x, y) in splits.items():
-        if x.ndim < 2 or len(x) == 0:
-            raise DataError(f"{source}: x_{split} must be shaped (N, ...) with at least one example, got {x.shape}")
-        if 0 in x.shape:
-            raise DataError(f"{source}: x_{split} has a dimension of size 0 {x.shape}; every example needs values")
-        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        if inputs.form(x) != inputs.form(x_first):
             raise DataError(
-                f"{source}: x_{split} must be uint8 (standardized with the training statistics), integer ids "
-                f"(used as given) or floating point (used as given), got {x.dtype}; convert it with .astype(np.float32)"
+                f"{source}: x_{split} is {inputs.form(x)} but x_{first} is {inputs.form(x_first)}; give every split "
+                "the same inputs"
             )
-        if x.dtype != np.uint8 and np.issubdtype(x.dtype, np.integer) and (
-                x.min() < 0 or int(x.max()) > np.iinfo(np.int64).max):
-            raise DataError(
-                f"{source}: x_{split} holds integers from {x.min()} to {x.max()}; integer inputs are ids (e.g. tokens "
-                "for an Embedding), 0 or more: shift them, or convert them with .astype(np.float32) to use them as numbers"
-            )
-        if x.dtype != x_first.dtype or x.shape[1:] != x_first.shape[1:]:
-            raise DataError(
-                f"{source}: x_{split} is {x.dtype} {x.shape[1:]} per example but x_{first} is "
-                f"{x_first.dtype} {x_first.shape[1:]}; give every split the same dtype and example shape"
-            )
-        if x.dtype != np.uint8 and not np.isfinite(x).all():
-            raise DataError(f"{source}: x_{split} has NaN or infinite values; replace or drop them")
+        for (label, a), a_first in zip(inputs.items(x), inputs.arrays(x_first)):
+            _check_input(source, f"x_{split}{label}", a, f"x_{first}{label}", a_first, several=inputs.structured(x))
+        if len({len(a) for a in inputs.arrays(x)}) > 1:
+            counts = ", ".join(f"{inputs.name(label)}: {len(a)}" for label, a in inputs.items(x))
+            raise DataError(f"{source}: the inputs of x_{split} hold different numbers of examples ({counts}); "
+                            "give every input one row per example")
+        x = inputs.arrays(x)[0]
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.reshape(-1)
         if y.shape != (len(x),):
@@ -318,27 +402,36 @@ def check_user_data(source, splits):
 
 
 def read_dataset(split, ds):
-    """Arrays ``(x, y)`` of a finite ``tf.data.Dataset`` of ``(x, y)`` pairs, batched or not."""
+    """Arrays ``(x, y)`` of a finite ``tf.data.Dataset`` of ``(x, y)`` pairs, batched or not.
+
+    ``x`` may be a tuple or dict of tensors (several inputs, :mod:`.inputs`); it is read as
+    a tuple or dict of arrays."""
     spec = ds.element_spec
-    if not (isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(s, tf.TensorSpec) for s in spec)):
-        raise DataError(f"the {split} dataset must yield (x, y) pairs of dense tensors, got elements {spec}")
+    x_specs = tf.nest.flatten(spec[0]) if isinstance(spec, tuple) and len(spec) == 2 else []
+    if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], tf.TensorSpec) and x_specs
+            and all(isinstance(s, tf.TensorSpec) for s in x_specs)
+            and (isinstance(spec[0], (tf.TensorSpec, tuple, dict)))):
+        raise DataError(f"the {split} dataset must yield (x, y) pairs of dense tensors (x may be a tuple or dict "
+                        f"of them), got elements {spec}")
     if int(ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
         raise DataError(
             f"the {split} dataset is infinite (e.g. .repeat()); pass a finite dataset, it is read once "
             "into memory and the package makes its own seeded, repeating training stream"
         )
     x_spec, y_spec = spec
-    if y_spec.shape.rank is None or x_spec.shape.rank is None:
+    if y_spec.shape.rank is None or any(s.shape.rank is None for s in x_specs):
         raise DataError(f"the {split} dataset has elements of unknown rank {spec}; give its tensors static ranks")
-    batched = _is_batched(x_spec.shape, y_spec.shape)
+    batched = _is_batched(x_specs[0].shape, y_spec.shape)
     xs, ys = [], []
     limit, read = read_limit(), 0
     for x, y in ds.as_numpy_iterator():
-        if batched and len(x) != len(y):
-            raise DataError(f"the {split} dataset has a batch of {len(x)} inputs but {len(y)} labels; pair each input with one label")
+        x = inputs.normalized(x)
+        if batched and any(len(a) != len(y) for a in inputs.arrays(x)):
+            count = len(next(a for a in inputs.arrays(x) if len(a) != len(y)))
+            raise DataError(f"the {split} dataset has a batch of {count} inputs but {len(y)} labels; pair each input with one label")
         xs.append(x)
         ys.append(y)
-        read += np.asarray(x).nbytes + np.asarray(y).nbytes
+        read += sum(np.asarray(a).nbytes for a in inputs.arrays(x)) + np.asarray(y).nbytes
         if read > limit:  # a dataset whose length TensorFlow cannot tell (e.g. .repeat().filter(...))
             raise DataError(
                 f"the {split} dataset yielded more than {_gb(limit)} without ending (a quarter of the memory "
@@ -347,7 +440,9 @@ def read_dataset(split, ds):
     if not xs:
         raise DataError(f"the {split} dataset is empty; every split needs at least one example")
     try:
-        return (np.concatenate(xs), np.concatenate(ys)) if batched else (np.stack(xs), np.stack(ys))
+        if batched:
+            return inputs.concatenate(xs), np.concatenate(ys)
+        return inputs.stack(xs), np.stack(ys)
     except ValueError:
         raise DataError(f"the {split} dataset's examples differ in shape; give every input (and label) one shape") from None
 
@@ -539,8 +634,9 @@ def load_tfds(name, data_dir=None, image_key="image", label_key="label"):
                 f"{source} has no feature '{key}' (dataset.{field}); its features are {', '.join(keys) or 'not named'}; "
                 f"set dataset.image_key and dataset.label_key to two of them"
             )
+    is_text = isinstance(features[image_key], tfds.features.Text)
     shape = getattr(features[image_key], "shape", None)
-    if shape is not None and any(d is None for d in shape):
+    if not is_text and shape is not None and any(d is None for d in shape):
         raise DataError(
             f"{source}: feature '{image_key}' has images of varying size {tuple(shape)}; only fixed-size image "
             "datasets are supported (resize them and pass arrays through the Python API)"
@@ -573,12 +669,21 @@ def load_tfds(name, data_dir=None, image_key="image", label_key="label"):
     except AssertionError:  # not prepared in data_dir
         if not _internet_reachable():
             display = name if name in TFDS_NAMES else source
+            fix = ("set dataset.data_dir to a prepared tfds folder, or pass token ids through the Python API"
+                   if is_text else "run offline with --data PATH to a local .npz (x_train, y_train, x_test, "
+                   "y_test) or set dataset.data_dir to a prepared tfds folder")
             raise DataError(
                 f"dataset '{display}' is not in the tensorflow-datasets folder and cannot be downloaded "
-                "(no internet); run offline with --data PATH to a local .npz (x_train, y_train, x_test, "
-                "y_test) or set dataset.data_dir to a prepared tfds folder"
+                f"(no internet); {fix}"
             ) from None
         x_train, y_train, x_test, y_test = read(download=True)
+    if is_text:  # texts (bytes) with integer labels: tokenized by the caller (_text_splits)
+        for split, y in (("train", y_train), ("test", y_test)):
+            if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
+                raise DataError(f"{source}: feature '{label_key}' of the {split} split is not one class label per "
+                                "text; set dataset.label_key to an integer label feature")
+        return (x_train.astype(object), y_train, x_test.astype(object), y_test), \
+            int(getattr(features[label_key], "num_classes", 0) or 0)
     # tfds gives (N, H, W, 1) for grey images; Keras's npz layout is (N, H, W).
     x_train = x_train[..., 0] if x_train.shape[-1] == 1 else x_train
     x_test = x_test[..., 0] if x_test.shape[-1] == 1 else x_test

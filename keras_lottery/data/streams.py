@@ -4,6 +4,7 @@ cached evaluation batches."""
 import weakref
 
 from keras_lottery.backend import tf
+from keras_lottery.data import inputs
 
 _TENSORS = {}  # id(array) -> tensor of it, dropped when the array is garbage-collected
 
@@ -26,15 +27,16 @@ def train_stream(x, y, batch_size, seed, start_step=0, augment=None):
     """An endless batch stream, reshuffled every epoch, starting at batch ``start_step``.
 
     ``x`` may be a numpy array or a tensor (see :class:`lottery.Experiment`, which holds the
-    training images as one tensor).
+    training images as one tensor), or a tuple or dict of them (several inputs,
+    :mod:`.inputs`): each batch gathers the same examples from every one.
 
     Epoch ``e`` is ordered by a permutation fixed by ``(seed, e)``, so the stream is the
     same on every run and can be resumed at any step without replaying earlier batches.
     """
-    n = len(x)
+    n = inputs.length(x)
     skip = start_step * batch_size
     first_epoch, offset = divmod(skip, n)
-    images = x if tf.is_tensor(x) else as_tensor(x)
+    images = inputs.apply(lambda a: a if tf.is_tensor(a) else as_tensor(a), x)
     labels = as_tensor(y)
 
     def epoch_indices(epoch):
@@ -44,12 +46,13 @@ def train_stream(x, y, batch_size, seed, start_step=0, augment=None):
 
     ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_indices).skip(offset)
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda idx: (inputs.apply(lambda a: tf.gather(a, idx), images), tf.gather(labels, idx)),
+                num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(x, y, batch_size):
-    """A finite, cached batch stream for evaluation."""
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+    """A finite, cached batch stream for evaluation (``x``: one array, or a tuple or dict of them)."""
+    return tf.data.Dataset.from_tensor_slices((inputs.normalized(x), y)).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)

@@ -20,6 +20,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
 from keras_lottery import __version__, costs, data, distribute, masking, models, pruning, results, training
 from keras_lottery import backend, flavours
 from keras_lottery.backend import tf
@@ -28,7 +30,8 @@ from keras_lottery.config.recipe import RecipeError, parse
 from keras_lottery.lottery import checkpoints, graph, rounds, session, variants, workers
 from keras_lottery.reporting import progress as displays, summaries
 from keras_lottery.rundir import claims, integrity, layout, locking, safety, storage
-from keras_lottery.training import regularization
+from keras_lottery.pruning import criteria, units
+from keras_lottery.training import regularization, saliency
 from keras_lottery.errors import UsageError
 
 derive_seed = rounds.derive_seed
@@ -138,12 +141,14 @@ class Experiment:
     def __init__(self, recipe, run_dir, splits, log=print, strategy=None, source=None):
         if source is None:
             source = models.source(recipe.model, splits.input_shape, splits.num_classes)
+        if rounds.at_init(recipe) and criteria.needs(recipe.pruning.criterion) in criteria.MODEL_NEEDS:
+            saliency.check_backend()  # before anything trains: the backend has the autodiff
         self.recipe, self.splits, self.source = recipe, splits, source
         self.progress = displays.of(log)  # what the run shows (keras_lottery.reporting.progress)
         self.run_dir = None if run_dir is None else Path(run_dir)
         # Every round's stream reads the training images from one tensor. Holding them only as
         # that tensor frees the numpy copy (170 MB for MNIST, 600 MB for CIFAR-10).
-        splits.x_train = tf.constant(splits.x_train)
+        splits.x_train = data.inputs.apply(tf.constant, splits.x_train)
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():  # the model's variables are mirrored on every replica
             self.plain = source.build(0)
@@ -166,7 +171,21 @@ class Experiment:
 
     def describe(self):
         """Lines saying which layers are pruned at which rate."""
-        return models.describe_pruning(self.plain, self.rates, self.recipe.pruning.structure)
+        lines = models.describe_pruning(self.plain, self.rates, self.recipe.pruning.structure)
+        if rounds.at_init(self.recipe):
+            config = self.recipe.pruning
+            target = config.target_weights
+            if target is None:
+                levels = "round r keeps what the rates leave after r rounds"
+            elif isinstance(target, tuple):
+                levels = ", ".join(f"{100 * t:g}%" for t in target) + " of the weights"
+            else:
+                levels = (f"{100 * target:g}% of the weights in round {config.rounds - 1}, "
+                          "rounds between spaced geometrically")
+            steps = config.score_steps or criteria.steps(config.criterion)
+            lines.append(f"pruning at initialization: each round's mask chosen at θ0 by {config.criterion} "
+                         f"({steps} scoring step{'s' if steps > 1 else ''}, {config.scope}); levels: {levels}")
+        return lines
 
     def identity(self):
         return identity.identity(self.recipe, self.splits.fingerprint, model_fingerprint(self.source, self.plain),
@@ -181,7 +200,36 @@ class Experiment:
         return costs.flops_remaining(masks, self.kernel_sizes, self.positions)
 
     def round(self, trial, index):
-        return rounds.Round(self.recipe, self.run_dir, trial, index, self.rates, self.kernel_sizes, self.fresh_weights)
+        return rounds.Round(self.recipe, self.run_dir, trial, index, self.rates, self.kernel_sizes, self.fresh_weights,
+                            self.saliency)
+
+    # ---- scoring at initialization (pruning.method "at_init") ---------------------------
+
+    def saliency(self, needs, weights, trial):
+        """``{unit: array}``: what a criterion scoring the model ``needs``
+        (:data:`keras_lottery.pruning.criteria.MODEL_NEEDS`) for the model with ``weights``
+        (:mod:`keras_lottery.training.saliency`); data criteria score ``trial``'s batch."""
+        if getattr(self, "_scoring_model", None) is None:
+            self._scoring_model = self.source.build(0)  # a plain copy whose weights scoring sets
+        keys = [units.weight_key(unit, weights) for unit in self.rates]
+        if needs == criteria.SYNFLOW:
+            found = saliency.synflow_gradient(self._scoring_model, weights, keys)
+        else:
+            x, y = self.score_batch(trial)
+            if needs == criteria.GRADIENT:
+                found = saliency.loss_gradient(self._scoring_model, weights, keys, x, y)
+            else:
+                found = saliency.hessian_gradient(self._scoring_model, weights, keys, x, y, criteria.GRASP_TEMPERATURE)
+        return {unit: found[key] for unit, key in zip(self.rates, keys)}
+
+    def score_batch(self, trial):
+        """``(x, y)``: ``pruning.score_batch`` training examples (default 10 per class) drawn
+        without replacement from ``trial``'s seed, the same for every level of the trial."""
+        n = self.recipe.pruning.score_batch or 10 * self.splits.num_classes
+        total = len(self.splits.y_train)
+        rng = np.random.default_rng(derive_seed(self.recipe.seed, trial, "score_batch"))
+        chosen = np.sort(rng.choice(total, size=min(n, total), replace=False))
+        return tf.gather(self.splits.x_train, chosen).numpy(), np.asarray(self.splits.y_train)[chosen]
 
     def theta0(self, trial):
         """θ0 of ``trial``: drawn from the trial's seed once, then read from disk."""
@@ -276,7 +324,7 @@ def build(recipe, log=print, model=None, data_source=None, announce=True, worker
         first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise UsageError(
             f"model {recipe.model.name if model is None else getattr(model, '__name__', 'given')} cannot be built "
-            f"for inputs shaped {tuple(splits.input_shape)} with {splits.num_classes} classes ({first[:200]}); "
+            f"for inputs shaped {data.inputs.describe_shape(splits.input_shape)} with {splits.num_classes} classes ({first[:200]}); "
             "choose a model that fits the data (see keras-lottery recipes) or other data"
         ) from None
 
@@ -332,7 +380,7 @@ def _run(recipe, out, display, model, data_source, root, workers_count, devices,
             storage.save_arrays(layout.test_labels(run_dir),
                                 {"labels": results.compact(splits.y_test, splits.num_classes)})
             storage.write_json(layout.model_file(run_dir), {
-                "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
+                "input_shape": data.inputs.shape_json(splits.input_shape), "num_classes": splits.num_classes,
                 "architecture": json.loads(experiment.plain.to_json()),
             })
             display.line(f"run directory: {run_dir}")

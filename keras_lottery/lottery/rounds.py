@@ -5,9 +5,15 @@ The rules live here once each:
 - :func:`variants_of_round`: round 0 trains the dense network (the ticket alone);
   every later round trains the ticket and the recipe's controls;
 - :func:`source_round`: the round whose trained ticket a round is pruned from (the
-  previous round when pruning iteratively, the dense round 0 for one-shot pruning);
+  previous round when pruning iteratively, the dense round 0 for one-shot pruning, none
+  when pruning at initialization);
 - :func:`depends_on`: the rounds whose tickets must have trained for a round to run
-  (its source, and round 0, which captures θk).
+  (its source, and round 0, which captures θk; none at initialization).
+
+``pruning.method`` is one of :data:`METHODS`. With ``at_init`` each pruned round is a
+sparsity level (:meth:`Round.densities`) whose mask is chosen at θ0 from the dense θ0 by
+the criterion (:func:`keras_lottery.pruning.at_init_masks`, scored by
+:meth:`Round.at_init_scores`), then trained once from θ0: no round waits for another.
 
 A :class:`Round` gives a variant (:mod:`.variants`) what it needs: the ticket's masks
 (computed once from the source round by the recipe's criterion, then read from disk),
@@ -24,9 +30,19 @@ from typing import Optional
 import numpy as np
 
 from keras_lottery import pruning
-from keras_lottery.pruning import units
+from keras_lottery.errors import UsageError
+from keras_lottery.pruning import criteria, units
 from keras_lottery.lottery import rewinding, variants
 from keras_lottery.rundir import layout, storage
+
+
+ITERATIVE, ONESHOT, AT_INIT = "iterative", "oneshot", "at_init"
+METHODS = (ITERATIVE, ONESHOT, AT_INIT)
+
+
+def at_init(recipe):
+    """Whether ``recipe`` prunes at initialization (each round a level chosen at θ0)."""
+    return recipe.pruning.method == AT_INIT
 
 
 def derive_seed(*parts):
@@ -41,13 +57,16 @@ def variants_of_round(recipe, round_index):
 
 
 def source_round(recipe, round_index):
-    """The round whose trained ticket round ``round_index`` (>= 1) is pruned from."""
+    """The round whose trained ticket round ``round_index`` (>= 1) is pruned from (None at
+    initialization: its mask is chosen from θ0)."""
+    if at_init(recipe):
+        return None
     return round_index - 1 if recipe.pruning.method == "iterative" else 0
 
 
 def depends_on(recipe, round_index):
     """Rounds whose tickets must have finished for ``round_index`` to train."""
-    if round_index == 0:
+    if round_index == 0 or at_init(recipe):
         return ()
     return tuple(sorted({0, source_round(recipe, round_index)}))
 
@@ -79,16 +98,22 @@ class Round:
 
     ``rates`` maps each pruned layer to its rate; ``kernel_sizes`` counts every kernel
     layer's weights (for % remaining); ``fresh_weights(seed)`` returns a newly
-    initialized model's weights.
+    initialized model's weights. ``scorer(needs, weights, trial)`` computes what a
+    criterion scoring the model needs (:data:`keras_lottery.pruning.criteria.MODEL_NEEDS`)
+    for the model with ``weights``, keyed by pruned unit
+    (:meth:`keras_lottery.lottery.experiment.Experiment.saliency`); None where no mask is
+    chosen at initialization.
     """
 
-    def __init__(self, recipe, run_dir, trial, index, rates, kernel_sizes, fresh_weights):
+    def __init__(self, recipe, run_dir, trial, index, rates, kernel_sizes, fresh_weights, scorer=None):
         self.recipe, self.run_dir, self.trial, self.index = recipe, run_dir, trial, index
         self.rates, self.kernel_sizes, self.fresh_weights = rates, kernel_sizes, fresh_weights
+        self.scorer = scorer
         self.mode = rewinding.get(recipe.rewind.mode)
 
     def other(self, index):
-        return Round(self.recipe, self.run_dir, self.trial, index, self.rates, self.kernel_sizes, self.fresh_weights)
+        return Round(self.recipe, self.run_dir, self.trial, index, self.rates, self.kernel_sizes, self.fresh_weights,
+                     self.scorer)
 
     def source(self):
         """The round whose trained ticket this (pruned) round is pruned from."""
@@ -120,8 +145,9 @@ class Round:
         return None if self.index == 0 else self.mode.learning_rate_at(self)
 
     def rewound_weights(self):
-        """Where the ticket starts: θ0 in the dense round, else as the rewinding mode says."""
-        return self.theta_0() if self.index == 0 else self.mode.start_weights(self)
+        """Where the ticket starts: θ0 in the dense round and at initialization, else as the
+        rewinding mode says."""
+        return self.theta_0() if self.index == 0 or at_init(self.recipe) else self.mode.start_weights(self)
 
     # ---- masks --------------------------------------------------------------------------
 
@@ -133,6 +159,11 @@ class Round:
         if self.index == 0:
             theta_0 = self.theta_0()
             masks = {name: np.ones(theta_0[units.weight_key(name, theta_0)].shape, np.float32) for name in self.rates}
+        elif at_init(self.recipe):
+            config = self.recipe.pruning
+            steps = config.score_steps or criteria.steps(config.criterion)
+            masks = pruning.at_init_masks(self.at_init_scores, self.dense_masks(), self.densities(), steps,
+                                          config.scope, config.structure)
         else:
             source = self.source()
             start, trained = source.rewound_weights(), source.trained()
@@ -143,6 +174,57 @@ class Round:
             )
         storage.save_arrays(path, masks)
         return masks
+
+    def dense_masks(self):
+        return pruning.dense_like(units.pruned(self.theta_0(), self.rates))
+
+    def densities(self):
+        """``{unit: fraction kept}`` in this pruned round at initialization: the recipe's
+        ``pruning.target_weights`` level (a list: one per round; a number: the last
+        round's, rounds between spaced geometrically), else each layer's rate applied once
+        per round, as iterative pruning would have left it."""
+        config = self.recipe.pruning
+        target = config.target_weights
+        if target is None:
+            return pruning.round_densities(self.rates, self.index)
+        level = target[self.index - 1] if isinstance(target, tuple) else target ** (self.index / (config.rounds - 1))
+        return dict.fromkeys(self.rates, float(level))
+
+    def at_init_scores(self, masks, step=0):
+        """``{unit: scores}`` of the recipe's criterion for θ0 ⊙ ``masks`` at scoring ``step``."""
+        name = self.recipe.pruning.criterion
+        score, needs = criteria.get(name), criteria.needs(name)
+        weights = dict(self.theta_0())
+        for unit, mask in masks.items():
+            key = units.weight_key(unit, weights)
+            weights[key] = weights[key] * mask
+        kernels = units.pruned(weights, self.rates)
+        if needs == criteria.WEIGHTS:
+            return {unit: score(kernel, kernel) for unit, kernel in kernels.items()}
+        if needs == criteria.SEED:
+            rng = np.random.default_rng(self.seed("scores", step))
+            return {unit: score(kernels[unit], rng) for unit in sorted(kernels)}
+        if self.scorer is None:
+            raise UsageError(f"criterion {self.recipe.pruning.criterion!r} scores the model, which is not built here; "
+                             "run the round with keras-lottery run")
+        found = self.scorer(needs, weights, self.trial)
+        return {unit: score(kernels[unit], found[unit]) for unit in kernels}
+
+    def inverted_masks(self):
+        """The rank inversion of the ticket's mask (:func:`keras_lottery.pruning.inverted_masks`):
+        as many weights per layer as the ticket, the lowest ranked by the same criterion
+        among the weights the ticket was chosen from (at initialization: the dense θ0's
+        one-shot ranking; else the source round's survivors ranked by its weights)."""
+        ticket, config = self.ticket_masks(), self.recipe.pruning
+        if at_init(self.recipe):
+            candidates = self.dense_masks()
+            scores = self.at_init_scores(candidates)
+        else:
+            source = self.source()
+            candidates = source.ticket_masks()
+            scores = pruning.criterion_scores(config.criterion, units.pruned(source.rewound_weights(), self.rates),
+                                              units.pruned(source.trained(), self.rates), self.rates)
+        return pruning.inverted_masks(scores, candidates, ticket, config.structure)
 
     # ---- what a variant trains ----------------------------------------------------------
 

@@ -26,11 +26,17 @@ import numpy as np
 from keras_lottery import pruning
 from keras_lottery.pruning import units
 from keras_lottery.registry import Registry
+from keras_lottery.rundir import layout, storage
 
 REGISTRY = Registry("variant")
 TICKET = "ticket"
 # The controls of Frankle & Carbin (2019), a recipe's default.
 PAPER_CONTROLS = ("random_reinit", "random_prune")
+# The ablations of Frankle, Dziugaite, Roy & Carbin (ICLR 2021) that judge any pruning
+# method, at initialization or after training, by the control that runs each, as the
+# comparison of pruning at initialization names them (random_prune keeps its key: run
+# directories made before stay valid).
+ABLATIONS = {"random_prune": "layer shuffle", "random_reinit": "reinit", "inverted": "inverted"}
 
 
 class Variant:
@@ -96,7 +102,7 @@ class RandomPrune(Variant):
 
     name = "random_prune"
     label = "random pruning"
-    description = "a random mask with the ticket's per-layer sparsity, weights rewound"
+    description = "a random mask with the ticket's per-layer sparsity, weights rewound (the layer-shuffle ablation)"
     style = {"linestyle": ":", "marker": "^"}
 
     def masks(self, round_):
@@ -157,3 +163,22 @@ class SignedConstant(Variant):
             sigma = np.float32(initializer_std(theta_0, layer))
             weights[key] = np.where(np.asarray(weights[key]) >= 0, sigma, -sigma).astype(np.float32)
         return weights
+
+
+@register
+class Inverted(Variant):
+    """The inversion ablation (Frankle et al. 2021): the same criterion's ranking turned
+    upside down, keeping in each layer as many weights as the ticket, the lowest-ranked
+    ones (a rank inversion, not 1/score), survivors started as the ticket's. See
+    :meth:`keras_lottery.lottery.rounds.Round.inverted_masks`."""
+
+    name = "inverted"
+    label = "inverted"
+    description = "the criterion's lowest-ranked weights at the ticket's per-layer counts, weights rewound"
+    style = {"linestyle": (0, (6, 2, 1, 2)), "marker": "x"}
+
+    def masks(self, round_):
+        saved = layout.mask(round_.run_dir, round_.trial, round_.index, self.name)
+        if saved.is_file():  # chosen once (at initialization it scores the model)
+            return storage.load_arrays(saved)
+        return round_.inverted_masks()

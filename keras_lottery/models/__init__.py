@@ -47,7 +47,9 @@ BUILTIN = {
     "conv6": "keras_lottery.models.conv:conv6",
     "vgg19": "keras_lottery.models.vgg:vgg19",
     "resnet18": "keras_lottery.models.resnet:resnet18",
+    "transformer": "keras_lottery.models.transformer:transformer",
 }
+TEXT_MODELS = ("transformer",)  # built-in models of token ids: they need model.vocabulary_size
 USER_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PYTHON_PREFIX = "python:"  # a function passed to keras_lottery.run, as its run's recipe.json records it
 
@@ -73,7 +75,7 @@ KERAS_BUILDERS = ("keras.applications", "keras.src.applications", "tf_keras.appl
 # Always counted as keras-lottery's dependencies, even where package metadata is missing.
 _DEPENDENCIES = ("keras_lottery", "tensorflow", "tf_keras", "keras", "tensorflow_model_optimization",
                  "tensorflow_datasets", "numpy", "scipy", "sklearn", "matplotlib", "click", "jax", "jaxlib",
-                 "pip", "setuptools", "pkg_resources")
+                 "torch", "pip", "setuptools", "pkg_resources")
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,7 +84,7 @@ def dependency_modules():
     import importlib.metadata as metadata
 
     found, names = set(), set(_DEPENDENCIES)
-    pending = ["keras-lottery", "jax"]
+    pending = ["keras-lottery", "jax", "torch"]
     while pending:
         wanted = pending.pop()
         key = re.sub(r"[-_.]+", "-", wanted).lower()

@@ -9,13 +9,15 @@ It returns an uncompiled model of the Keras the run uses (``keras`` in the recip
 ``tf_keras`` (legacy Keras 2, ``from keras_lottery import keras`` or ``import tf_keras as
 keras``), or Keras 3 (``import keras``) for ``"keras": "keras3"``. It is built with the
 functional API or as ``keras.Sequential`` (a subclassed model cannot be cloned with
-pruning wrappers), with one input taking the data's images
-and one output of ``num_classes`` **logits**: training uses sparse categorical
+pruning wrappers), with one input taking the data's images (or, for data that is a
+tuple or dict of arrays, one input per array: in the tuple's order, or named as the dict's
+keys) and one output of ``num_classes`` **logits**: training uses sparse categorical
 cross-entropy from logits, so the last layer must not apply softmax.
 
 It is called with, as keyword arguments, a recipe's ``model.options`` and, for each of
 these parameters it declares, ``seed``, ``input_shape`` (the images' shape, without the
-batch) and ``num_classes``. A function with a single required positional parameter and
+batch; for data of several inputs a tuple or dict of shapes, :mod:`keras_lottery.data.inputs`)
+and ``num_classes``. A function with a single required positional parameter and
 none named ``seed`` gets the seed there: ``build_model(seed)`` and ``build_model()``
 both work. Before the call, Python's, NumPy's and TensorFlow's global seeds are set to
 ``seed`` (``keras.utils.set_random_seed``), so layers with unseeded initializers are
@@ -32,6 +34,7 @@ import numpy as np
 from keras_lottery import backend, flavours
 from keras_lottery.backend import keras
 from keras_lottery.config.recipe import ModelConfig, RecipeError
+from keras_lottery.data import inputs
 from keras_lottery.models import BUILTIN, a_or_an, import_function, is_python_function, is_user_function, origin
 from keras_lottery.models import layers
 from keras_lottery.models.errors import ModelError
@@ -47,11 +50,16 @@ _KERAS3 = "Keras 3 (import keras)"
 def source(model, input_shape, num_classes):
     """The :class:`ModelSource` of ``model``: a ``ModelConfig`` (a built-in or ``module:function``
     name), a model name, or a Python function returning the model."""
-    input_shape, num_classes = tuple(int(d) for d in input_shape), int(num_classes)
+    input_shape, num_classes = inputs.shape_of(input_shape), int(num_classes)
     if isinstance(model, str):
         model = ModelConfig(name=model)
     if isinstance(model, ModelConfig):
         if model.name in BUILTIN:
+            if inputs.several(input_shape):
+                raise ModelError(
+                    f"model {model.name} takes one input, but the data has several {inputs.describe_shape(input_shape)}; "
+                    "give one array, or a function building a model with one input per array (model=...)"
+                )
             return ModelSource(model.name, input_shape, num_classes, config=model)
         if is_python_function(model.name):
             raise ModelError(
@@ -83,7 +91,7 @@ class ModelSource:
     """A model that ``build(seed)`` builds afresh; ``name`` says which in messages."""
 
     def __init__(self, name, input_shape, num_classes, config=None, function=None, options=None, recipe=False):
-        self.name, self.input_shape, self.num_classes = name, tuple(input_shape), int(num_classes)
+        self.name, self.input_shape, self.num_classes = name, inputs.shape_of(input_shape), int(num_classes)
         self.config, self.function, self.options = config, function, dict(options or {})
         self.builtin = config is not None
         self.recipe = recipe  # a recipe's module:function: argument problems are recipe-key problems
@@ -212,21 +220,14 @@ class ModelSource:
                 f"{self.name} returned {_type_name(model)}; it must return a keras model built with "
                 f"{_KERAS if backend.LEGACY else _KERAS3}"
             )
-        if isinstance(model, keras.Sequential) and not model.built:
+        if isinstance(model, keras.Sequential) and not model.built and not inputs.several(self.input_shape):
             model.build((None, *self.input_shape))
         if not _is_graph_network(model):
             raise ModelError(
                 f"{self.name} returned a subclassed model ({type(model).__name__}), which cannot be cloned with "
                 "pruning wrappers: build it with the functional API (keras.Model(inputs, outputs)) or as keras.Sequential"
             )
-        if len(model.inputs) != 1:
-            raise ModelError(f"{self.name} returned a model with {len(model.inputs)} inputs; give it one input, the images")
-        shape = tuple(model.inputs[0].shape)[1:]
-        if len(shape) != len(self.input_shape) or any(d is not None and d != e for d, e in zip(shape, self.input_shape)):
-            raise ModelError(
-                f"{self.name} returned a model taking inputs of shape {shape}, but the data's images have shape "
-                f"{self.input_shape}: build it for that shape (declare an `input_shape` parameter to be given it)"
-            )
+        self._check_inputs(model)
         if len(model.outputs) != 1 or tuple(model.outputs[0].shape)[1:] != (self.num_classes,):
             shapes = ", ".join(str(tuple(o.shape)) for o in model.outputs)
             raise ModelError(
@@ -245,6 +246,55 @@ class ModelSource:
 
         masking.named_variables(model)  # refuses weights whose names clash
         return model
+
+
+    def _check_inputs(self, model):
+        """Refuse a model whose inputs do not take the data's: one input per array, in the
+        tuple's order or named as the dict's keys, each of the array's example shape."""
+        expected = self.input_shape
+        if not inputs.several(expected):
+            if len(model.inputs) != 1:
+                raise ModelError(f"{self.name} returned a model with {len(model.inputs)} inputs; give it one input, "
+                                 "the images (or pass the data as a tuple or dict of arrays, one per input)")
+            pairs = [("", model.inputs[0], expected)]
+        elif isinstance(expected, dict):
+            names = _input_names(model)
+            if sorted(names) != sorted(expected):
+                raise ModelError(
+                    f"{self.name} returned a model with inputs named {', '.join(map(repr, names))}, but the data is a "
+                    f"dict of {', '.join(map(repr, expected))}: name the inputs as the dict's keys (keras.Input(name=...))"
+                )
+            pairs = [(f" {name!r}", tensor, expected[name]) for name, tensor in zip(names, model.inputs)]
+        else:
+            if len(model.inputs) != len(expected):
+                raise ModelError(
+                    f"{self.name} returned a model with {len(model.inputs)} inputs, but the data is a tuple of "
+                    f"{len(expected)} arrays; give the model one input per array, in the tuple's order"
+                )
+            pairs = [(f" {i}", tensor, shape) for i, (tensor, shape) in enumerate(zip(model.inputs, expected))]
+        for which, tensor, shape in pairs:
+            got = tuple(tensor.shape)[1:]
+            if len(got) != len(shape) or any(d is not None and d != e for d, e in zip(got, shape)):
+                what = f"taking inputs of shape {got}, but the data's images have" if not which else \
+                    f"whose input{which} takes shape {got}, but the data's array{which} has"
+                raise ModelError(
+                    f"{self.name} returned a model {what} shape {shape}: build it for that shape "
+                    "(declare an `input_shape` parameter to be given it)"
+                )
+
+
+def _input_names(model):
+    """The names the model's inputs are fed by, in ``model.inputs`` order (a Keras 3 model
+    built from a dict of inputs is fed by the dict's keys)."""
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict) and len(struct) == len(model.inputs):
+        by_tensor = {id(t): k for k, t in struct.items()}
+        if all(id(t) in by_tensor for t in model.inputs):
+            return [by_tensor[id(t)] for t in model.inputs]
+    names = getattr(model, "input_names", None)
+    if names and len(names) == len(model.inputs):
+        return list(names)
+    return [getattr(t, "name", "").split(":")[0] for t in model.inputs]
 
 
 def _output_layer(model):

@@ -1,17 +1,35 @@
 """Mask criteria: how the weights of a layer are ranked for pruning.
 
-A criterion is one registered scoring function of ``(w_init, w_final)``: the weights
-the round started from (θ0, or θk with late rewinding; what the rewinding mode started
-it from) and its trained weights, as numpy arrays of one layer's kernel. Higher scores
-survive; scores must be finite (already-pruned weights are ranked below every score by
-:mod:`.masks`, so they never come back), and equal scores are broken by position.
-Besides the paper's ``large_final`` the criteria of Zhou, Lan, Liu & Yosinski (NeurIPS
-2019, "Deconstructing Lottery Tickets: Zeros, Signs, and the Supermask") are here. ``pruning.criterion`` in a
-recipe names one. Adding a criterion is one function here plus its tests::
+A criterion is one registered scoring function. What it scores is what it ``needs``
+(:data:`NEEDS`):
 
-    @register("my_score")
-    def my_score(w_init, w_final):
-        return ...  # an array of w_final's shape
+- ``weights`` (every criterion of the lottery ticket rounds): ``(w_init, w_final)``, the
+  weights the round started from (θ0, or θk with late rewinding; what the rewinding mode
+  started it from) and its trained weights. Besides the paper's ``large_final`` the
+  criteria of Zhou, Lan, Liu & Yosinski (NeurIPS 2019, "Deconstructing Lottery Tickets:
+  Zeros, Signs, and the Supermask") are here;
+- ``gradient``: ``(w, g)``, a layer's weights at θ0 and the gradient g of the loss on a
+  scoring batch (``pruning.score_batch`` training examples);
+- ``hessian_gradient``: ``(w, hg)``, the weights and the Hessian-gradient product Hg of
+  the loss with the logits divided by :data:`GRASP_TEMPERATURE`;
+- ``synflow``: ``(w, g)``, the weights and ∂R/∂θ of the data-free SynFlow pass (every weight
+  replaced by |θ|, an all-ones input, R the sum of the outputs; no data is read);
+- ``seed``: ``(w, rng)``, the weights and a numpy random generator.
+
+Each gets numpy arrays of one layer's kernel and returns an array of its shape. Higher
+scores survive; scores must be finite (already-pruned weights are ranked below every
+score by :mod:`.masks`, so they never come back), and equal scores are broken by
+position. ``pruning.criterion`` in a recipe names one.
+
+The last four score a network at initialization (``pruning.method: "at_init"``); the
+autodiff behind them is :mod:`keras_lottery.training.saliency`. ``steps`` is how many
+times a criterion re-scores the network while pruning it to a sparsity (SynFlow's
+iterative schedule, density d^(k/n) after step k; ``pruning.score_steps`` overrides it).
+Adding a criterion is one function here plus its tests::
+
+    @register("my_score", needs="gradient")
+    def my_score(w, g):
+        return ...  # an array of w's shape
 
 Pure numpy: parsing a recipe reads this registry without TensorFlow.
 """
@@ -22,9 +40,43 @@ from keras_lottery.registry import Registry
 
 REGISTRY = Registry("criterion")
 DEFAULT = "large_final"
-register = REGISTRY.register_function  # register("name") decorates a scoring function
+WEIGHTS, GRADIENT, HESSIAN_GRADIENT, SYNFLOW, SEED = "weights", "gradient", "hessian_gradient", "synflow", "seed"
+NEEDS = (WEIGHTS, GRADIENT, HESSIAN_GRADIENT, SYNFLOW, SEED)
+MODEL_NEEDS = (GRADIENT, HESSIAN_GRADIENT, SYNFLOW)  # what the autodiff of the model computes
+GRASP_TEMPERATURE = 200.0  # GraSP divides the logits by T (Wang et al. 2020)
 get = REGISTRY.__getitem__
 names = REGISTRY.names
+
+
+def register(name, needs=WEIGHTS, steps=1):
+    """Decorate a scoring function registered as ``name``, scoring what it ``needs``,
+    re-scored ``steps`` times on the way to a sparsity at initialization."""
+    if needs not in NEEDS:
+        raise ValueError(f"criterion {name!r}: needs must be one of {', '.join(NEEDS)}, got {needs!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"criterion {name!r}: steps must be an integer >= 1, got {steps!r}")
+
+    def add(function):
+        function.needs, function.steps = needs, steps
+        return REGISTRY.add(name, function)
+
+    return add
+
+
+def needs(name):
+    """What criterion ``name`` scores (one of :data:`NEEDS`; a bare function put in the
+    registry scores weights)."""
+    return getattr(get(name), "needs", WEIGHTS)
+
+
+def steps(name):
+    """How many scoring steps criterion ``name`` takes by default at initialization."""
+    return getattr(get(name), "steps", 1)
+
+
+def at_init_only(name):
+    """Whether criterion ``name`` scores only a network at initialization (``pruning.method: "at_init"``)."""
+    return needs(name) != WEIGHTS
 
 
 @register("large_final")
@@ -73,3 +125,48 @@ def large_final_same_sign(w_init, w_final):
     magnitude = np.abs(np.asarray(w_final, np.float64))
     same = np.asarray(w_init, np.float64) * np.asarray(w_final, np.float64) > 0
     return np.where(same, magnitude, -1.0 / (1.0 + magnitude))
+
+
+# ---- pruning at initialization (Frankle, Dziugaite, Roy & Carbin, ICLR 2021, "Pruning
+# Neural Networks at Initialization: Why are We Missing the Mark?") --------------------
+
+
+@register("magnitude_at_init")
+def magnitude_at_init(w_init, w_final):
+    """Magnitude at initialization, |θ0| (``large_init`` scored at θ0)."""
+    return np.abs(w_init)
+
+
+@register("random", needs=SEED)
+def random(w, rng):
+    """Uniform random scores: random pruning at initialization."""
+    return rng.random(np.shape(w))
+
+
+@register("snip", needs=GRADIENT)
+def snip(w, g):
+    """SNIP's connection sensitivity |g ⊙ θ| (Lee, Ajanthan & Torr, ICLR 2019): the
+    change of the loss if the weight were removed, to first order."""
+    return np.abs(np.asarray(g, np.float64) * np.asarray(w, np.float64))
+
+
+@register("grasp", needs=HESSIAN_GRADIENT)
+def grasp(w, hg):
+    """GraSP (Wang, Zhang & Grosse, ICLR 2020) scores S = −θ ⊙ Hg (logits divided by
+    T = 200) and removes the *highest* S, the weights whose removal reduces the gradient
+    flow least; so the survival score here is −S = θ ⊙ Hg."""
+    return np.asarray(w, np.float64) * np.asarray(hg, np.float64)
+
+
+@register("grasp_magnitude", needs=HESSIAN_GRADIENT)
+def grasp_magnitude(w, hg):
+    """|θ ⊙ Hg|: GraSP's score by magnitude, which Frankle et al. (2021) found to prune better."""
+    return np.abs(np.asarray(w, np.float64) * np.asarray(hg, np.float64))
+
+
+@register("synflow", needs=SYNFLOW, steps=100)
+def synflow(w, g):
+    """SynFlow (Tanaka, Kunin, Yamins & Ganguli, NeurIPS 2020): |θ ⊙ ∂R/∂θ|, R the sum of the
+    outputs of the network with |θ| for every weight on an all-ones input; data-free, and
+    re-scored over 100 steps on the way to density d (d^(k/100) after step k)."""
+    return np.abs(np.asarray(w, np.float64) * np.asarray(g, np.float64))

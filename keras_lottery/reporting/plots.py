@@ -5,7 +5,8 @@
   bars over trials (Figure 4, middle);
 - test accuracy vs training iteration for chosen rounds (Figure 3);
 - test accuracy before training vs % weights remaining (for a ticket masked by
-  ``large_final_same_sign`` from θ0, the supermask of Zhou et al. 2019).
+  ``large_final_same_sign`` from θ0, the supermask of Zhou et al. 2019);
+- pruning at initialization: every method (run) and its ablations on one axis.
 
 The % weights remaining axis is logarithmic and decreases from left to right, so
 pruning proceeds to the right as in the paper. Several runs share one figure: each
@@ -49,9 +50,10 @@ def remaining_axis(axis, values):
     axis.grid(True, which="major", alpha=0.3)
 
 
-def _by_remaining(runs, path, value, ylabel, title):
+def _by_remaining(runs, path, value, ylabel, title, label_of=None):
     """One line per run and variant of ``value(point)`` (a Stat, or None where the point
-    has no such value); None when no point has one."""
+    has no such value); None when no point has one. ``label_of(run, variant)`` names a
+    line (default: the variant's label, after the run's when there are several)."""
     several = len(runs) > 1
     figure = Figure(figsize=(7.5, 4.8))
     axis = figure.add_subplot()
@@ -67,10 +69,13 @@ def _by_remaining(runs, path, value, ylabel, title):
             errors = np.array([[s.mean - s.min for s in stats], [s.max - s.mean for s in stats]])
             style = variants.get(variant).style
             label = variants.get(variant).label
+            if label_of is not None:
+                label = label_of(run, variant)
+            elif several:
+                label = f"{run.label}: {label}"
             axis.errorbar(
                 x, mean, yerr=errors, capsize=3, markersize=5, linewidth=1.4,
-                color=_colour(index if several else number),
-                label=f"{run.label}: {label}" if several else label, **style,
+                color=_colour(index if several else number), label=label, **style,
             )
             remaining.extend(x)
     if not remaining:
@@ -104,6 +109,49 @@ def start_accuracy(runs, path):
         runs, path, lambda p: p.start, "test accuracy before training",
         "Test accuracy before training vs sparsity (bars: min/max over trials)",
     )
+
+
+def at_init(runs, path, title_of, label_of, references=()):
+    """Pruning at initialization judged by its ablations (Frankle et al. 2021): one panel per
+    run (method), test accuracy at early stop vs % weights remaining of its ticket and each
+    ablation, with the tickets of the ``references`` (the IMP ticket, random pruning) in
+    grey on the same axes. ``title_of(run)`` names a panel, ``label_of(run, variant)`` a line."""
+    columns = min(3, len(runs))
+    rows = -(-len(runs) // columns)
+    figure = Figure(figsize=(4.4 * columns, 3.6 * rows))
+    drawn = False
+    for index, run in enumerate(runs):
+        axis = figure.add_subplot(rows, columns, index + 1)
+        remaining = []
+        for number, reference in enumerate(r for r in references if r is not run):
+            points = reference.series(variants.TICKET)
+            x = [p.remaining for p in points]
+            axis.plot(x, [p.accuracy.mean for p in points], color=f"{0.25 + 0.25 * (number % 3):.2f}",
+                      linewidth=1.0, marker=".", label=f"{title_of(reference)} (reference)")
+            remaining.extend(x)
+        for number, variant in enumerate(run.variants):
+            points = run.series(variant)
+            if not points:
+                continue
+            stats = [p.accuracy for p in points]
+            x = np.array([p.remaining for p in points])
+            mean = np.array([s.mean for s in stats])
+            errors = np.array([[s.mean - s.min for s in stats], [s.max - s.mean for s in stats]])
+            axis.errorbar(x, mean, yerr=errors, capsize=2, markersize=4, linewidth=1.3, color=_colour(number),
+                          label=label_of(run, variant), **variants.get(variant).style)
+            remaining.extend(x)
+            drawn = True
+        remaining_axis(axis, remaining)
+        axis.set_title(title_of(run), fontsize=10)
+        axis.set_ylabel("test accuracy at early stop", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.xaxis.label.set_size(8)
+        axis.legend(fontsize=6)
+    if not drawn:
+        return None
+    figure.suptitle("Pruning at initialization and its ablations (bars: min/max over trials)", fontsize=11)
+    figure.tight_layout()
+    return _save(figure, path)
 
 
 def training_curves(runs, rounds, path):

@@ -21,12 +21,14 @@ from typing import Optional
 import numpy as np
 
 from keras_lottery import results
-from keras_lottery.lottery import variants
+from keras_lottery.lottery import rounds as sequence, variants
+from keras_lottery.pruning import criteria
 from keras_lottery.rundir import integrity, layout, storage
 from keras_lottery.errors import UsageError
 
 TICKET = variants.TICKET
 CURVE_COUNT = 5  # rounds drawn in the training-curve figure unless chosen
+AT_INIT_FIGURE = "at_init.png"
 
 
 class ReportError(UsageError):
@@ -423,11 +425,72 @@ def markdown(runs, figures, out=Path(".")):
         deployed = _deployment(run.path)
         if deployed:
             lines += ["", "### Deployed with LiteRT", "", deployed]
+    if at_init_runs(runs):
+        lines += [
+            "", "## Pruning at initialization and its ablations", "",
+            "Test accuracy at early stop (mean over trials) of each method at each sparsity and of its ablations "
+            "(Frankle et al. 2021): layer shuffle (random_prune: the mask permuted within each layer), reinit "
+            "(random_reinit: the mask, weights drawn afresh) and inverted (the criterion's lowest-ranked weights "
+            "at the same per-layer counts). IMP is the lottery ticket (pruned after training).",
+            "", at_init_table(runs),
+        ]
     if figures:
         lines += ["", "## Figures", ""]
         for caption, name in figures.items():
             lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# ---- pruning at initialization ----------------------------------------------------------
+
+
+def method_of(run):
+    """What a run prunes with, as the comparison of pruning at initialization names it: the
+    criterion at initialization, else the IMP ticket (its criterion when not the paper's)."""
+    pruning = run.recipe.get("pruning", {})
+    criterion = pruning.get("criterion", criteria.DEFAULT)
+    if pruning.get("method") == sequence.AT_INIT:
+        return criterion
+    return "IMP" if criterion == criteria.DEFAULT else f"IMP ({criterion})"
+
+
+def ablation_label(run, variant):
+    """A line of the at-init figure: the method (its ticket) or the ablation's name."""
+    return method_of(run) if variant == TICKET else variants.ABLATIONS.get(variant, variants.get(variant).label)
+
+
+def is_reference(run):
+    """Whether ``run`` is drawn beside every method of the at-init figure: the IMP ticket
+    (pruned after training) or random pruning at initialization."""
+    pruning = run.recipe.get("pruning", {})
+    criterion = pruning.get("criterion", criteria.DEFAULT)
+    return pruning.get("method") != sequence.AT_INIT or (
+        criterion in criteria.REGISTRY and criteria.needs(criterion) == criteria.SEED)
+
+
+def at_init_runs(runs):
+    """Whether any of ``runs`` prunes at initialization."""
+    return any(run.recipe.get("pruning", {}).get("method") == sequence.AT_INIT for run in runs)
+
+
+def at_init_table(runs):
+    """Test accuracy at early stop (mean over trials) of every method at each of its
+    sparsities, beside its ablations (- where a run has not trained one)."""
+    ablations = list(variants.ABLATIONS)
+    lines = ["| method | % weights | ticket | " + " | ".join(variants.ABLATIONS[a] for a in ablations) + " |",
+             "|:--|---:|---:|" + "---:|" * len(ablations)]
+    for run in runs:
+        for round_index in run.rounds:
+            ticket = run.point(round_index, TICKET)
+            if round_index == 0 or ticket is None:
+                continue
+            cells = []
+            for ablation in ablations:
+                point = run.point(round_index, ablation) if ablation in run.variants else None
+                cells.append("-" if point is None else f"{point.accuracy.mean:.4f}")
+            lines.append(f"| {method_of(run)} | {_pct(ticket.remaining)} | {ticket.accuracy.mean:.4f} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # ---- everything -----------------------------------------------------------------------
@@ -492,6 +555,9 @@ def write(run_dirs, out=None, chosen_rounds=None, tensorboard=None, force=False)
         "Test accuracy before training vs % weights remaining": plots.start_accuracy(runs, out / "start_accuracy.png"),
         "Test accuracy during training, selected rounds": plots.training_curves(runs, rounds, out / "training_curves.png"),
     }
+    if at_init_runs(runs):
+        figures["Pruning at initialization and its ablations: test accuracy vs % weights remaining"] = \
+            plots.at_init(runs, out / AT_INIT_FIGURE, method_of, ablation_label, [r for r in runs if is_reference(r)])
     figures = {caption: path.name for caption, path in figures.items() if path is not None}
     report = out / "report.md"
     storage.write_text(report, markdown(runs, figures, out))

@@ -13,7 +13,9 @@ early-stop predictions a variant stores (what pruning forgets). The argmax reads
 logits the loss reads, so the losses and accuracies are the same with or without it.
 
 On Keras 3's JAX backend the pass is one ``jax.jit`` function of the model's variable
-values (:class:`JaxEvaluator`, through ``model.stateless_call``), computing the same.
+values (:class:`JaxEvaluator`, through ``model.stateless_call``), computing the same. On
+the torch backend, which TensorFlow cannot trace, it is an eager loop over the batches held
+as torch tensors (:class:`TorchEvaluator`), computing the same.
 """
 
 import numpy as np
@@ -25,17 +27,23 @@ def stacked_batches(dataset):
     """``(x, y)`` of a finite batched dataset: full batches stacked, plus the last one.
 
     Returns ``(full_x, full_y, last_x, last_y)``; ``full_*`` has a leading batch axis
-    (possibly of length 0) and ``last_*`` is the smaller final batch or ``None``.
+    (possibly of length 0) and ``last_*`` is the smaller final batch or ``None``. Inputs
+    of several arrays (a tuple or dict) keep their structure, each array stacked.
     """
     batches = list(dataset)
     if not batches:
         raise ValueError("cannot evaluate on an empty dataset")
-    size = int(batches[0][0].shape[0])
-    full = [b for b in batches if int(b[0].shape[0]) == size]
+
+    def size_of(batch):
+        return int(tf.nest.flatten(batch[0])[0].shape[0])
+
+    size = size_of(batches[0])
+    full = [b for b in batches if size_of(b) == size]
     last = batches[len(full)] if len(full) < len(batches) else (None, None)
     if len(full) + (last[0] is not None) != len(batches):
         raise ValueError("an evaluation dataset must have equal batches, except a smaller last one")
-    return tf.stack([x for x, _ in full]), tf.stack([y for _, y in full]), last[0], last[1]
+    full_x = tf.nest.map_structure(lambda *ts: tf.stack(ts), *[x for x, _ in full])
+    return full_x, tf.stack([y for _, y in full]), last[0], last[1]
 
 
 class Evaluator:
@@ -68,8 +76,8 @@ class Evaluator:
         for name, (full_x, full_y, last_x, last_y) in zip(self.names, self.data):
             totals = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
             predicted = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False)
-            for i in tf.range(tf.shape(full_x)[0]):
-                values, batch_predicted = self._batch(full_x[i], full_y[i])
+            for i in tf.range(tf.shape(full_y)[0]):
+                values, batch_predicted = self._batch(tf.nest.map_structure(lambda t: t[i], full_x), full_y[i])
                 totals = tuple(t + v for t, v in zip(totals, values))
                 if name in self.predict:
                     predicted = predicted.write(predicted.size(), batch_predicted)
@@ -107,7 +115,8 @@ class JaxEvaluator(Evaluator):
         import jax.numpy as jnp
 
         # On the device once (uncommitted: jit places them beside the variables).
-        self.data = [tuple(None if a is None else jnp.asarray(np.asarray(a)) for a in stacked_batches(datasets[name]))
+        self.data = [tuple(None if a is None else jax.tree_util.tree_map(lambda t: jnp.asarray(np.asarray(t)), a)
+                           for a in stacked_batches(datasets[name]))
                      for name in self.names]
         self._pass = jax.jit(self._all_sets_of)
 
@@ -158,9 +167,67 @@ class JaxEvaluator(Evaluator):
         return evaluated
 
 
+class TorchEvaluator(Evaluator):
+    """:class:`Evaluator` on Keras 3's torch backend: the batches held as torch tensors, each
+    evaluated eagerly (no gradients), accumulated in float32 in batch order."""
+
+    def __init__(self, model, datasets, predict=()):
+        import torch
+
+        self.model = model
+        self.names = list(datasets)
+        self.predict = tuple(predict)
+        device = keras.ops.convert_to_tensor(0.0).device  # where Keras puts the variables
+
+        def held(tensor):
+            return torch.as_tensor(np.array(tensor), device=device)  # a copy torch may own
+
+        self.data = []
+        for name in self.names:
+            full_x, full_y, last_x, last_y = stacked_batches(datasets[name])
+            batches = [(tf.nest.map_structure(lambda t: held(t[i]), full_x), held(full_y[i]))
+                       for i in range(int(full_y.shape[0]))]
+            if last_x is not None:
+                batches.append((tf.nest.map_structure(held, last_x), held(last_y)))
+            self.data.append(batches)
+
+    def _batch(self, x, y):
+        import torch
+
+        logits = self.model(x, training=False)
+        loss = self.model.loss(y, logits)
+        for extra in self.model.losses:
+            loss = loss + extra
+        size = torch.tensor(float(y.shape[0]), dtype=torch.float32, device=logits.device)
+        predicted = torch.argmax(logits, dim=-1).to(torch.int32)
+        correct = torch.sum((predicted == y.to(torch.int32)).to(torch.float32))
+        return (loss.to(torch.float32) * size, correct, size), predicted
+
+    def __call__(self):
+        import torch
+
+        evaluated = {}
+        with torch.no_grad():
+            for name, batches in zip(self.names, self.data):
+                totals = [torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0)]
+                predicted = []
+                for x, y in batches:
+                    values, batch_predicted = self._batch(x, y)
+                    totals = [t + v.cpu() for t, v in zip(totals, values)]
+                    predicted.append(batch_predicted.cpu())
+                loss, correct, count = (float(t) for t in totals)
+                evaluated[name] = {"loss": loss / count if count else 0.0,
+                                   "accuracy": correct / count if count else 0.0}
+                if name in self.predict:
+                    evaluated[name]["predictions"] = torch.cat(predicted).numpy()
+        return evaluated
+
+
 def make(model, datasets, predict=()):
-    """The evaluator of ``datasets`` for the backend that runs (:class:`JaxEvaluator` on JAX)."""
-    return (JaxEvaluator if BACKEND == "jax" else Evaluator)(model, datasets, predict)
+    """The evaluator of ``datasets`` for the backend that runs (:class:`JaxEvaluator` on JAX,
+    :class:`TorchEvaluator` on torch)."""
+    kind = {"jax": JaxEvaluator, "torch": TorchEvaluator}.get(BACKEND, Evaluator)
+    return kind(model, datasets, predict)
 
 
 def evaluator(model, val_data, test_data):

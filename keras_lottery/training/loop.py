@@ -84,13 +84,19 @@ def make_optimizer(config):
 def steps_per_execution(config):
     """Optimizer steps per call into TensorFlow: ``training.steps_per_execution``, reduced to
     divide ``eval_every`` (gcd), so every evaluation, checkpoint and rewind point (all
-    multiples of ``eval_every``) falls between calls. Results do not depend on it."""
+    multiples of ``eval_every``) falls between calls. Results do not depend on it. On the
+    torch backend, whose steps run eagerly one by one, it is 1."""
+    if BACKEND == "torch":
+        return 1
     return math.gcd(config.steps_per_execution, config.eval_every)
 
 
 def jit_compile(config):
     """Whether the training step is compiled with XLA: as the recipe says, except on JAX,
-    where Keras runs an uncompiled step op by op (always compiled there)."""
+    where Keras runs an uncompiled step op by op (always compiled there), and on torch,
+    where Keras would compile with ``torch.compile`` rather than XLA (never compiled there)."""
+    if BACKEND == "torch":
+        return False
     return True if BACKEND == "jax" else config.jit_compile
 
 
