@@ -30,7 +30,7 @@ setup(
     # torch: the Keras 3 path on the torch backend (pinned: an unpinned torch resolves to a CUDA
     # build of several GB; install the CPU wheel with --extra-index-url https://download.pytorch.org/whl/cpu).
     extras_require={
-        "test": ["pytest>=7", "wheel", "jax[cpu]>=0.4.34", TORCH, LITERT, "mkdocs>=1.6", "mkdocs-material>=9.5",
+        "test": ["pytest>=7", "wheel", "keras-hub>=0.20", "jax[cpu]>=0.4.34", TORCH, LITERT, "mkdocs>=1.6", "mkdocs-material>=9.5",
                  "mkdocstrings[python]>=0.26"],
         "jax": ["jax[cpu]>=0.4.34"],
         "torch": [TORCH],

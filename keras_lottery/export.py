@@ -12,6 +12,7 @@ from pathlib import Path
 from keras_lottery import masking, models, results
 from keras_lottery.config.recipe import parse
 from keras_lottery.lottery import rounds, variants
+from keras_lottery.pruning import units
 from keras_lottery.rundir import integrity, layout, storage
 from keras_lottery.errors import UsageError
 
@@ -81,13 +82,14 @@ def ticket_weights(run_dir, round_index, trial=0, variant=variants.TICKET, weigh
         )
         values = round_.plan(variant).weights
     for layer, mask in masks.items():
-        kernel = values.get(f"{layer}/kernel")
+        key = units.weight_key(layer, values) if f"{layer}/kernel" in values or layer in values else None
+        kernel = None if key is None else values[key]
         if kernel is None or kernel.shape != mask.shape:
             raise integrity.DamagedFileError(
                 f"{layout.mask(run_dir, trial, round_index, variant)} does not fit the weights of layer {layer}; "
                 "rerun keras-lottery run with the run's recipe to redo it, or restore the file"
             )
-        values[f"{layer}/kernel"] = kernel * mask
+        values[key] = kernel * mask
     return recipe, values
 
 
@@ -103,7 +105,7 @@ def costs_of(run_dir, round_index, trial=0, variant=variants.TICKET, weights="tr
     masks = storage.load_arrays(layout.mask(run_dir, trial, round_index, variant))
     if positions is None:
         positions = costs.positions(build(run_dir, recipe))
-    sizes = {name: int(values[f"{name}/kernel"].size) for name in positions if f"{name}/kernel" in values}
+    sizes = {name: int(values[units.weight_key(name, values)].size) for name in positions}
     kept, dense = costs.macs(masks, sizes, positions)
     remaining = sum(int(masks[n].sum()) if n in masks else size for n, size in sizes.items())
     return {

@@ -232,9 +232,9 @@ REPLICA_CHECK = textwrap.dedent("""
     masks = {n: (np.random.default_rng(1).random(m.shape) < 0.5).astype("float32")
              for n, m in masking.dense_masks(model).items()}
     rewinding.restore(model, experiment.theta0(0), masks)
-    wrappers = masking.wrappers(model)
-    restored = all(np.array_equal(c, masks[name]) for name, w in wrappers.items() for c in copies(w.mask))
-    zeros = all(np.all(c[masks[name] == 0] == 0) for name, w in wrappers.items() for c in copies(w.pruned_weight()))
+    pairs = masking.masked_weights(model)
+    restored = all(np.array_equal(c, masks[unit]) for unit, (_, mask) in pairs.items() for c in copies(mask))
+    zeros = all(np.all(c[masks[unit] == 0] == 0) for unit, (weight, _) in pairs.items() for c in copies(weight))
     before = replicas_agree(model.variables)
     experiment.run()  # trains, prunes, rewinds, resets the optimizer
     masking.apply_masks(model)

@@ -77,21 +77,53 @@ def test_user_model_gets_kinds_by_type_whatever_the_names():
     assert models.kernel_weight_count(model) == 3 * 3 * 3 * 4 + 3 * 3 * 4 * 6 + 6 * 6 + 6 * 16 + 16 * 8 + 8 * 5
 
 
-def test_conv1d_and_transposed_convolutions_are_conv_and_unsupported_types_stay_dense():
+class Scale(keras.layers.Layer):
+    """A layer with a weight named kernel that is of no prunable type: it stays dense."""
+
+    def build(self, shape):
+        self.kernel = self.add_weight(name="kernel", shape=(shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.kernel
+
+
+def test_every_convolution_family_gets_its_kinds_and_other_kernels_stay_dense():
     inputs = keras.Input((20, 2))
     x = keras.layers.Conv1D(4, 3, name="c1")(inputs)
     x = keras.layers.SeparableConv1D(4, 3, name="separable")(x)
     x = keras.layers.Reshape((16, 1, 4))(x)
     x = keras.layers.Conv2DTranspose(2, 3, name="up")(x)
-    x = keras.layers.Flatten()(x)
+    x = Scale(name="scale")(keras.layers.Flatten()(x))
     outputs = keras.layers.Dense(3, name="out")(x)
     model = keras.Model(inputs, outputs)
-    assert models.layer_kinds(model) == {"c1": "conv", "up": "conv", "out": "output"}
+    assert models.layer_kinds(model) == {"c1": "conv", "separable/depthwise_kernel": "depthwise",
+                                         "separable/pointwise_kernel": "conv", "up": "conv", "out": "output"}
     lines = models.describe_pruning(model, {"c1": 0.2, "out": 0.1})
-    assert lines[0].startswith("prunes 2 of 3 prunable layers")
+    assert lines[0].startswith("prunes 2 of 5 prunable weights")
     assert any("up" in line and "stays dense" in line for line in lines)
-    assert any("separable" in line and "SeparableConv1D" in line for line in lines)
+    assert any("separable/depthwise_kernel" in line and "depthwise" in line for line in lines)
+    assert any("scale" in line and "Scale is not a type keras-lottery prunes" in line for line in lines)
     assert any("c1" in line and "20% per round" in line for line in lines)
+    # the new kinds have no rate unless the recipe gives one
+    assert set(models.rates_by_layer(model, PruningConfig(rates={"conv": 0.2}))) == {
+        "c1", "separable/pointwise_kernel", "up"}
+
+
+def test_a_nested_model_is_pruned_through_its_layers():
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="inner_dense")], name="block")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(inner(inputs)))
+    assert models.layer_kinds(model) == {"block/inner_dense/kernel": "dense", "out": "output"}
+    wrapped = masking.wrap(model, ["block/inner_dense/kernel", "out"])
+    masks = masking.dense_masks(wrapped)
+    masks["block/inner_dense/kernel"][0] = 0.0
+    masking.set_masks(wrapped, masks)
+    wrapped.compile("sgd", "mse")
+    wrapped.fit(np.ones((4, 4), "float32"), np.ones((4, 2), "float32"), verbose=0, callbacks=masking.callbacks())
+    masking.apply_masks(wrapped)
+    assert np.all(masking.get_weights(wrapped)["block/inner_dense/kernel"][0] == 0.0)
+    plain = masking.strip(wrapped)
+    assert np.all(plain.get_layer("block").get_layer("inner_dense").kernel.numpy()[0] == 0.0)
 
 
 def test_subclasses_of_dense_and_convolutions_are_pruned_by_their_kernel():
@@ -380,12 +412,6 @@ def softmax_layer():
     return keras.Model(inputs, keras.layers.Softmax(name="sm")(keras.layers.Dense(2)(inputs)))
 
 
-def nested():
-    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="block")
-    inputs = keras.Input((4,))
-    return keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
-
-
 def wrong_input():
     inputs = keras.Input((5,))
     return keras.Model(inputs, keras.layers.Dense(2)(inputs))
@@ -419,8 +445,6 @@ def clashing_weights():
     (softmax_output, r"the last layer 'probs' applies softmax, but training uses cross-entropy from logits: remove "
                      r"the softmax \(activation=None\)$"),
     (softmax_layer, r"the last layer 'sm' applies softmax"),
-    (nested, r"layer 'block' is a model inside the model holding prunable layers \(dense\), which keras-lottery "
-             r"cannot prune: build one flat model"),
     (wrong_input, r"taking inputs of shape \(5,\), but the data's images have shape \(4,\)"),
     (wrong_classes, r"output shape \(None, 3\), but the data has 2 classes: end it with one Dense\(2\) layer"),
     (clashing_weights, r"layer 'two' has two weights named 'kernel' \(.*\); give each weight of a layer its own name"),

@@ -37,7 +37,7 @@ def test_lenet_recipe_is_the_paper_protocol():
         ({"training": {"learning_rate": "fast"}}, "training.learning_rate"),
         ({"pruning": {"rates": {"dense": 1.2}}}, "pruning.rates.dense"),
         ({"pruning": {"rates": {"dense": 0.0}}}, "pruning.rates.dense"),
-        ({"pruning": {"rates": {"attention": 0.2}}}, "pruning.rates"),
+        ({"pruning": {"rates": {"norm": 0.2}}}, "pruning.rates"),
         ({"pruning": {"scope": "global", "rates": {"dense": 0.2, "output": 0.1}}}, "pruning.rates"),
         ({"model": {"name": "alexnet"}}, "model.name"),
         ({"dataset": {"name": "imagenet"}}, "dataset.name"),

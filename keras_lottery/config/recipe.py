@@ -32,7 +32,8 @@ from keras_lottery.lottery import rewinding, rounds, variants
 from keras_lottery.pruning import blocks, criteria
 from keras_lottery.errors import UsageError
 
-LAYER_KINDS = ("conv", "dense", "output", "shortcut")
+# The kinds of pruned weights (keras_lottery.models.prunable); a kind without a rate stays dense.
+LAYER_KINDS = ("conv", "dense", "output", "shortcut", "depthwise", "embedding", "attention", "recurrent")
 DATASETS = ("mnist", "cifar10", "digits", "npz")
 PYTHON_DATA = "python"  # data passed to keras_lottery.run (recorded in the run's recipe.json)
 TFDS_PREFIX = "tfds:"  # "tfds:fashion_mnist": any tensorflow-datasets image classification dataset

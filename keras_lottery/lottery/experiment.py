@@ -211,7 +211,7 @@ class Experiment:
         (:mod:`keras_lottery.training.saliency`); data criteria score ``trial``'s batch."""
         if getattr(self, "_scoring_model", None) is None:
             self._scoring_model = self.source.build(0)  # a plain copy whose weights scoring sets
-        keys = [units.weight_key(unit) for unit in self.rates]
+        keys = [units.weight_key(unit, weights) for unit in self.rates]
         if needs == criteria.SYNFLOW:
             found = saliency.synflow_gradient(self._scoring_model, weights, keys)
         else:
@@ -220,7 +220,7 @@ class Experiment:
                 found = saliency.loss_gradient(self._scoring_model, weights, keys, x, y)
             else:
                 found = saliency.hessian_gradient(self._scoring_model, weights, keys, x, y, criteria.GRASP_TEMPERATURE)
-        return {unit: found[units.weight_key(unit)] for unit in self.rates}
+        return {unit: found[key] for unit, key in zip(self.rates, keys)}
 
     def score_batch(self, trial):
         """``(x, y)``: ``pruning.score_batch`` training examples (default 10 per class) drawn

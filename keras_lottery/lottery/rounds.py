@@ -158,7 +158,7 @@ class Round:
             return storage.load_arrays(path)
         if self.index == 0:
             theta_0 = self.theta_0()
-            masks = {name: np.ones(theta_0[units.weight_key(name)].shape, np.float32) for name in self.rates}
+            masks = {name: np.ones(theta_0[units.weight_key(name, theta_0)].shape, np.float32) for name in self.rates}
         elif at_init(self.recipe):
             config = self.recipe.pruning
             steps = config.score_steps or criteria.steps(config.criterion)
@@ -196,7 +196,7 @@ class Round:
         score, needs = criteria.get(name), criteria.needs(name)
         weights = dict(self.theta_0())
         for unit, mask in masks.items():
-            key = units.weight_key(unit)
+            key = units.weight_key(unit, weights)
             weights[key] = weights[key] * mask
         kernels = units.pruned(weights, self.rates)
         if needs == criteria.WEIGHTS:

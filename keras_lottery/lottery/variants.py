@@ -126,7 +126,7 @@ class Reshuffle(Variant):
         masks = round_.ticket_masks()
         rng = np.random.default_rng(round_.seed(self.name))
         for layer in sorted(masks):
-            key = units.weight_key(layer)
+            key = units.weight_key(layer, weights)
             kernel = np.array(weights[key])
             kept = np.asarray(masks[layer]).astype(bool)
             kernel[kept] = rng.permutation(kernel[kept])
@@ -139,7 +139,7 @@ def initializer_std(theta_0, layer):
     (every weight of the layer). It matches the initializer's σ for the built-in models
     (e.g. sqrt(2 / (fan_in + fan_out)) for Glorot normal, within sampling error) and is
     defined for any model, including one whose initializer is not known."""
-    return float(np.std(np.asarray(theta_0[units.weight_key(layer)], np.float64)))
+    return float(np.std(np.asarray(theta_0[units.weight_key(layer, theta_0)], np.float64)))
 
 
 @register
@@ -159,7 +159,7 @@ class SignedConstant(Variant):
         weights = dict(round_.rewound_weights())
         theta_0 = round_.theta_0()
         for layer in sorted(round_.ticket_masks()):
-            key = units.weight_key(layer)
+            key = units.weight_key(layer, weights)
             sigma = np.float32(initializer_std(theta_0, layer))
             weights[key] = np.where(np.asarray(weights[key]) >= 0, sigma, -sigma).astype(np.float32)
         return weights

@@ -3,13 +3,12 @@
 Which wrapper depends on the Keras that runs (:mod:`keras_lottery.backend`): tfmot's
 ``prune_low_magnitude`` on tf_keras (:mod:`.tfmot_wrapper`), keras-lottery's own
 :class:`~.keras3_wrapper.MaskedLayer` on Keras 3 (:mod:`.keras3_wrapper`). Both hold one
-non-trainable mask variable per pruned layer, assigned between rounds and fixed while a
+non-trainable mask variable per pruned weight (several in one wrapper when a layer
+prunes several weights, or holds pruned layers inside it), assigned between rounds and fixed while a
 round trains. The functions here work on either: wrap a model, read and set masks and
 weights by name, :func:`apply_masks`, which runs before any read that must see
 masked weights exactly zero, and :func:`strip`, which gives the plain model back.
 """
-
-import re
 
 import numpy as np
 
@@ -26,33 +25,45 @@ callbacks = implementation.callbacks
 
 
 def wrap(model, prunable):
-    """Clone ``model`` with the layers named in ``prunable`` inside masked wrappers.
+    """Clone ``model`` with the layers holding the units named in ``prunable`` inside masked wrappers.
 
-    ``prunable`` names layers of :data:`keras_lottery.models.PRUNABLE_TYPES` (see
-    :func:`keras_lottery.models.prunable_layers`). Every other layer is rebuilt from its
+    ``prunable`` names units (:mod:`keras_lottery.pruning.units`) of the model's prunable
+    weights (:func:`keras_lottery.models.prunable_layers`). A top-level layer holding one or
+    more of them, itself or at any depth inside it (a nested model, MultiHeadAttention), is
+    wrapped once, with one mask per pruned weight. Every other layer is rebuilt from its
     config, so a custom layer needs ``get_config``; weights are set afterwards by name.
     """
-    from keras_lottery import models
+    from keras_lottery.models import prunable as table
 
-    prunable = set(prunable)
-    by_name = {layer.name: layer for layer in model.layers}
-    missing = sorted(prunable - set(by_name))
+    found = {weight.unit: weight for weight in table.weights(model)}
+    wanted = list(prunable)
+    missing = [unit for unit in wanted if unit not in found]
     if missing:
-        raise ModelError(f"cannot prune unknown layers: {', '.join(missing)}; the model's layers are {', '.join(by_name)}")
-    wrong = sorted(name for name in prunable if not models.is_kernel_layer(by_name[name]))
-    if wrong:
-        kinds = ", ".join(t.__name__ for t in models.PRUNABLE_TYPES)
-        raise ModelError(f"cannot prune layer {wrong[0]!r} ({type(by_name[wrong[0]]).__name__}): only {kinds} layers are pruned")
+        by_name = {layer.name: layer for layer in model.layers}
+        if missing[0] in by_name:
+            layer = base_layer(by_name[missing[0]])
+            raise ModelError(
+                f"cannot prune layer {missing[0]!r} ({type(layer).__name__}): only {table.type_names()} layers "
+                "(and layers with get_prunable_weights) are pruned"
+            )
+        raise ModelError(f"cannot prune unknown layers: {', '.join(sorted(missing))}; the prunable weights of the model "
+                         f"are {', '.join(found)}")
+    specs = {}
+    for unit in found:  # model order
+        if unit in wanted:
+            weight = found[unit]
+            specs.setdefault(weight.path[0], []).append((tuple(weight.path[1:]), weight.name))
 
     def clone(layer):
-        if layer.name in prunable:
-            return implementation.wrap_layer(layer)
+        if layer.name in specs:
+            return implementation.wrap_layer(layer, specs[layer.name])
         return _copy_layer(layer, "the pruned model")
 
-    wrapped = keras.models.clone_model(model, clone_function=clone)
-    missing = prunable - set(wrappers(wrapped))
+    with implementation.cloning():
+        wrapped = keras.models.clone_model(model, clone_function=clone)
+    missing = set(wanted) - set(masked_weights(wrapped))
     if missing:
-        raise ModelError(f"cannot prune layers {', '.join(sorted(missing))}: the cloned model does not wrap them")
+        raise ModelError(f"cannot prune {', '.join(sorted(missing))}: the cloned model does not wrap them")
     return wrapped
 
 
@@ -76,11 +87,11 @@ def strip(model):
     """
     values = get_weights(model)
     keys = {id(variable): key for key, variable in named_variables(model).items()}
-    for wrapper in wrappers(model).values():
-        kernel, mask = implementation.weight_and_mask(wrapper)
-        key = keys[id(kernel)]
+    for weight, mask in masked_weights(model).values():
+        key = keys[id(weight)]
         values[key] = values[key] * _numpy(mask)
-    plain = keras.models.clone_model(model, clone_function=lambda layer: _copy_layer(base_layer(layer), "the stripped model"))
+    with implementation.cloning():
+        plain = keras.models.clone_model(model, clone_function=lambda layer: _copy_layer(base_layer(layer), "the stripped model"))
     set_weights(plain, values)
     return plain
 
@@ -99,12 +110,16 @@ def wrappers(model):
     return {layer.layer.name: layer for layer in model.layers if isinstance(layer, WRAPPER)}
 
 
-def _mask_variable(wrapper):
-    return implementation.weight_and_mask(wrapper)[1]
+def masked_weights(model):
+    """``{unit: (weight variable, mask variable)}`` for every pruned weight of a wrapped model,
+    in model order (a wrapper holds one mask per weight it prunes)."""
+    from keras_lottery.pruning import units
 
-
-def _kernel_variable(wrapper):
-    return implementation.weight_and_mask(wrapper)[0]
+    found = {}
+    for name, wrapper in wrappers(model).items():
+        for (inside, short), pair in zip(implementation.specs(wrapper), implementation.weights_and_masks(wrapper)):
+            found[units.of_layer((name, *inside), short)] = pair
+    return found
 
 
 def _numpy(variable):
@@ -114,71 +129,67 @@ def _numpy(variable):
 def pruned_variables(model):
     """The variables the masks prune, keyed by unit (:mod:`keras_lottery.pruning.units`), as
     :func:`get_masks` keys their masks."""
-    return {name: _kernel_variable(w) for name, w in wrappers(model).items()}
+    return {unit: weight for unit, (weight, _) in masked_weights(model).items()}
 
 
 def get_masks(model):
-    """The current masks (float32 arrays of 0 and 1) keyed by layer name."""
-    return {name: _numpy(_mask_variable(w)) for name, w in wrappers(model).items()}
+    """The current masks (float32 arrays of 0 and 1) keyed by unit."""
+    return {unit: _numpy(mask) for unit, (_, mask) in masked_weights(model).items()}
 
 
 def set_masks(model, masks):
-    """Assign masks (keyed by layer name) and zero the weights they remove."""
-    layers = wrappers(model)
-    if set(masks) != set(layers):
-        raise ModelError(f"masks for {sorted(masks)} do not match the pruned layers {sorted(layers)}")
-    for name, wrapper in layers.items():
-        _mask_variable(wrapper).assign(np.asarray(masks[name], dtype=np.float32))
+    """Assign masks (keyed by unit) and zero the weights they remove."""
+    pairs = masked_weights(model)
+    if set(masks) != set(pairs):
+        raise ModelError(f"masks for {sorted(masks)} do not match the pruned weights {sorted(pairs)}")
+    for unit, (_, mask) in pairs.items():
+        mask.assign(np.asarray(masks[unit], dtype=np.float32))
     apply_masks(model)
 
 
 def apply_masks(model):
     """Make every masked weight exactly zero (weights = weights * mask)."""
-    for wrapper in wrappers(model).values():
-        kernel, mask = implementation.weight_and_mask(wrapper)
-        kernel.assign(_numpy(kernel) * _numpy(mask))
+    for weight, mask in masked_weights(model).values():
+        weight.assign(_numpy(weight) * _numpy(mask))
 
 
 def dense_masks(model):
-    """All-ones masks for every pruned layer of a wrapped model."""
-    return {name: np.ones(tuple(_kernel_variable(w).shape), np.float32) for name, w in wrappers(model).items()}
-
-
-def _short_name(variable):
-    """``kernel`` for ``fc1/kernel:0`` (tf_keras) or ``kernel`` (Keras 3)."""
-    return variable.name.split("/")[-1].split(":")[0]
-
-
-# The name Keras gives a weight created without one (``add_weight(shape=...)``): ``variable``,
-# ``variable_2`` on Keras 3 and ``Variable`` on tf_keras, from a counter that differs between
-# two builds of one model. Such a weight is keyed by its position in its layer instead.
-_UNNAMED = re.compile(r"^[Vv]ariable(_\d+)?$")
+    """All-ones masks for every pruned weight of a wrapped model, keyed by unit."""
+    return {unit: np.ones(tuple(weight.shape), np.float32) for unit, (weight, _) in masked_weights(model).items()}
 
 
 def weight_key(layer, index, variable):
-    """The key of ``variable``, the ``index``-th weight of ``layer``: ``layer/name``, or
-    ``layer/weight_<index>`` for a weight Keras named itself."""
-    short = _short_name(variable)
-    return f"{layer.name}/{f'weight_{index}' if _UNNAMED.match(short) else short}"
+    """The key of ``variable``, the ``index``-th weight of the top-level ``layer``: ``layer/name``,
+    or ``layer/weight_<index>`` for a weight Keras named itself."""
+    from keras_lottery.models import prunable
+
+    return f"{layer.name}/{prunable.short_key(index, variable)}"
 
 
 def named_variables(model):
     """The model's own variables keyed ``layer/weight`` (wrappers' masks left out; a weight
-    created without a name keyed by its position, see :func:`weight_key`).
+    created without a name keyed by its position, see :func:`weight_key`). A weight of a layer
+    inside a layer (a nested model, MultiHeadAttention) is keyed by the path of layer names
+    down to it, ``mha/query/kernel`` (see :func:`keras_lottery.models.prunable.walk`).
 
-    Two weights of one layer with the same last name (a model nested as a layer, or a
-    custom layer's ``add_weight`` calls sharing a name) raise ModelError: saved weights
-    are keyed by these names, so one would silently overwrite the other.
+    Two weights of one layer with the same last name (a custom layer's ``add_weight`` calls
+    sharing a name) raise ModelError: saved weights are keyed by these names, so one would
+    silently overwrite the other.
     """
-    variables = {}
-    for layer in model.layers:
-        layer = base_layer(layer)
-        for index, variable in enumerate(layer.weights):
-            key = weight_key(layer, index, variable)
+    from keras_lottery.models import prunable
+    from keras_lottery.pruning import units
+
+    variables, seen = {}, set()
+    for path, layer, own in prunable.walk(model):
+        for index, variable in enumerate(own):
+            if id(variable) in seen:  # one variable reached twice (tied): keyed once
+                continue
+            seen.add(id(variable))
+            key = units.key(path, prunable.short_key(index, variable))
             if key in variables:
                 raise ModelError(
-                    f"layer {layer.name!r} has two weights named {key.split('/')[-1]!r} ({variables[key].name}, "
-                    f"{variable.name}); give each weight of a layer its own name, and do not nest models as layers"
+                    f"layer {'/'.join(path)!r} has two weights named {key.split('/')[-1]!r} ({variables[key].name}, "
+                    f"{variable.name}); give each weight of a layer its own name"
                 )
             variables[key] = variable
     return variables

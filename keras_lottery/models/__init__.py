@@ -3,7 +3,8 @@
 A recipe's ``model.name`` is a built-in name (:data:`BUILTIN`) or ``module:function``,
 a function of the user's that returns an uncompiled Keras model. The Python API also
 takes the function itself. Builders live in :mod:`.lenet`, :mod:`.conv`, :mod:`.vgg`
-and :mod:`.resnet`; :mod:`.layers` finds the layers to prune and their kinds.
+and :mod:`.resnet`; :mod:`.prunable` is the table of prunable layer types and finds the
+weights to prune at any depth, :mod:`.layers` their kinds.
 
 :func:`source` turns a recipe's model (or the user's function) into a
 :class:`~.builder.ModelSource` whose ``build(seed)`` returns the plain model;
@@ -197,8 +198,8 @@ def a_or_an(word):
     return f"{'an' if str(word)[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
-_LAYERS = ("build", "kernel_layers", "kernel_sizes", "kernel_weight_count", "layer_kind", "layer_kinds",
-           "seeded_initializers", "PRUNABLE_TYPES", "is_kernel_layer", "prunable_layers", "rates_by_layer",
+_LAYERS = ("build", "kernel_layers", "kernel_sizes", "kernel_weight_count", "layer_kinds",
+           "seeded_initializers", "is_kernel_layer", "prunable_layers", "rates_by_layer",
            "describe_pruning")
 _SOURCE = ("source", "ModelSource")
 

@@ -38,6 +38,7 @@ from keras_lottery.data import inputs
 from keras_lottery.models import BUILTIN, a_or_an, import_function, is_python_function, is_user_function, origin
 from keras_lottery.models import layers
 from keras_lottery.models.errors import ModelError
+from keras_lottery.pruning import units
 
 EXTRA_ARGUMENTS = ("seed", "input_shape", "num_classes")  # passed when the function declares them
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -152,8 +153,8 @@ class ModelSource:
             )
         model = self.build(b)
         other = masking.get_weights(model)
-        kernels = [f"{name}/kernel" for name in layers.layer_kinds(model)]
-        fixed = [key.split("/")[0] for key in kernels if np.array_equal(first[key], other[key])]
+        kernels = {name: units.weight_key(name, first) for name in layers.layer_kinds(model)}
+        fixed = [name for name, key in kernels.items() if np.array_equal(first[key], other[key])]
         if fixed:
             raise ModelError(
                 f"{self.name} gives layer(s) {', '.join(fixed[:3])} the same initial kernel for seeds {a} and {b}: "
@@ -239,7 +240,7 @@ class ModelSource:
                 f"{self.name}: the last layer {last.name!r} applies softmax, but training uses cross-entropy "
                 "from logits: remove the softmax (activation=None)"
             )
-        layers.kernel_layers(model)  # refuses nested models holding prunable layers
+        layers.kernel_layers(model)  # refuses a pruned weight tied into two places
         layers.check_precision(model)  # refuses mixed precision (float16, bfloat16)
         from keras_lottery import masking
 

@@ -1,20 +1,25 @@
-"""The layers of a model: which ones are pruned and of what kind; building the built-in models.
+"""The layers of a model: which weights are pruned and of what kind; building the built-in models.
 
 Every builder takes ``(input_shape, num_classes, config, kernel_init)`` and returns a
 plain (unwrapped) functional model of the Keras that runs (tf_keras or Keras 3). ``kernel_init()`` returns a freshly
 seeded initializer on every call, so one seed fixes every layer's initial weights.
 
-Layers are pruned by TYPE (:data:`PRUNABLE_TYPES`): the layers whose ``kernel`` the masked wrapper
-(:mod:`keras_lottery.masking`) prunes. Their kind (:func:`layer_kinds`), what
-``pruning.rates`` is keyed by, is
+Weights are pruned by their layer's TYPE, at any depth (:mod:`keras_lottery.models.prunable`,
+the one table of prunable layer types). Each pruned weight is a *unit*
+(:mod:`keras_lottery.pruning.units`): a layer's name for the kernel of a Dense or a
+convolution of the model itself (as in every model of keras-lottery 0.3), the weight's key
+otherwise (``lstm/recurrent_kernel``, ``mha/query/kernel``). Its kind (:func:`layer_kinds`),
+what ``pruning.rates`` is keyed by, is
 
-- ``shortcut``: a layer whose name starts with ``shortcut`` (Resnet-18's 1x1 shortcut
+- ``shortcut``: a convolution whose name starts with ``shortcut`` (Resnet-18's 1x1 shortcut
   convolutions; name a layer so to give it its own rate);
-- ``conv``: any other convolution;
-- ``output``: the last ``Dense`` layer of the model (in model order);
-- ``dense``: any other ``Dense`` layer.
+- ``conv``: any other convolution's kernel, a separable convolution's pointwise kernel;
+- ``output``: the kernel of the last ``Dense`` layer of the model (in model order);
+- ``dense``: any other ``Dense`` kernel, an ``EinsumDense`` kernel outside attention;
+- ``depthwise``, ``embedding``, ``attention``, ``recurrent``: see the table. These kinds
+  have no rate unless a recipe gives one.
 
-The layers pruned are those of a kind with a rate, narrowed by ``pruning.include`` and
+The units pruned are those of a kind with a rate, narrowed by ``pruning.include`` and
 ``pruning.exclude`` (:func:`prunable_layers`, :func:`rates_by_layer`).
 """
 
@@ -24,21 +29,8 @@ import numpy as np
 
 from keras_lottery.backend import keras
 from keras_lottery.config.recipe import RecipeError
-from keras_lottery.models import BUILTIN, builtin_function
+from keras_lottery.models import BUILTIN, builtin_function, prunable
 from keras_lottery.models.errors import ModelError
-
-# The layer types pruned, with their subclasses (Conv1DTranspose, Conv2DTranspose and
-# Conv3DTranspose are subclasses of Conv1D/2D/3D). Not pruned: DepthwiseConv2D and
-# SeparableConv1D/2D (other families), LocallyConnected, Embedding, RNNs and attention.
-# On tf_keras, tfmot's registry wraps only its exact classes; a subclass is wrapped through
-# tfmot's PrunableLayer interface (masking.tfmot_wrapper.make_prunable), pruning its ``kernel``.
-PRUNABLE_TYPES = (
-    keras.layers.Dense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-)
-_TYPE_NAMES = ", ".join(t.__name__ for t in PRUNABLE_TYPES)
 
 
 def _base(layer):
@@ -48,8 +40,9 @@ def _base(layer):
 
 
 def is_kernel_layer(layer):
-    """True for a layer that is pruned by type: one of :data:`PRUNABLE_TYPES` or a subclass."""
-    return isinstance(_base(layer), PRUNABLE_TYPES)
+    """True for a layer that has weights pruned by type (:mod:`.prunable`), itself (not inside it)."""
+    layer = _base(layer)
+    return prunable.is_leaf(layer) and bool(prunable._chosen(layer))
 
 
 def _inner_layers(model):
@@ -58,25 +51,6 @@ def _inner_layers(model):
         yield layer
         if isinstance(layer, keras.Model):
             yield from _inner_layers(layer)
-
-
-def _check_nested(model):
-    """Refuse a model holding a model with weights: the pruning wrapper reaches top-level layers only."""
-    for layer in model.layers:
-        if isinstance(_base(layer), keras.Model):
-            inner = [m.name for m in _inner_layers(layer) if isinstance(m, PRUNABLE_TYPES)]
-            if inner:
-                raise ModelError(
-                    f"layer {layer.name!r} is a model inside the model holding prunable layers "
-                    f"({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}), which keras-lottery cannot "
-                    "prune: build one flat model (call the inner model's layers on the outer model's tensors)"
-                )
-            if layer.weights:
-                raise ModelError(
-                    f"layer {layer.name!r} is a model inside the model ({type(layer).__name__} with "
-                    f"{len(layer.weights)} weights), which keras-lottery cannot train and save yet: build one flat "
-                    "model (call the inner model's layers on the outer model's tensors)"
-                )
 
 
 def _dtype_name(dtype):
@@ -125,47 +99,30 @@ def takes_ids(model):
 
 
 def kernel_layers(model):
-    """The prunable (:data:`PRUNABLE_TYPES`) layers of a model, in model order (unwrapped)."""
-    _check_nested(model)
-    return [_base(layer) for layer in model.layers if is_kernel_layer(layer)]
-
-
-def _output_layer(model):
-    """The last Dense layer of the model (any Dense subclass), or None."""
-    dense = [_base(layer) for layer in model.layers if isinstance(_base(layer), keras.layers.Dense)]
-    return dense[-1] if dense else None
-
-
-def _kind(layer, output):
-    if layer.name.startswith("shortcut"):
-        return "shortcut"
-    if not isinstance(layer, keras.layers.Dense):
-        return "conv"
-    return "output" if layer is output else "dense"
-
-
-def layer_kind(layer, model):
-    """The pruning kind of one of ``model``'s kernel layers: shortcut, conv, output or dense."""
-    return _kind(layer, _output_layer(model))
+    """The layers holding prunable weights, at any depth, in model order (unwrapped)."""
+    found = {}
+    for weight in prunable.weights(model):
+        found.setdefault(id(weight.layer), weight.layer)
+    return list(found.values())
 
 
 def layer_kinds(model):
-    """``{layer name: kind}`` for the prunable layers of a model, in model order."""
-    output = _output_layer(model)
-    return {layer.name: _kind(layer, output) for layer in kernel_layers(model)}
+    """``{unit: kind}`` for the prunable weights of a model, in model order (a unit is the
+    layer's name for a Dense or convolution kernel, see :mod:`keras_lottery.pruning.units`)."""
+    return {weight.unit: weight.kind for weight in prunable.weights(model)}
 
 
 def kernel_sizes(model):
-    """``{layer name: number of kernel weights}`` for the prunable layers of a model."""
-    return {layer.name: int(np.prod(tuple(layer.kernel.shape))) for layer in kernel_layers(model)}
+    """``{unit: number of weights}`` for the prunable weights of a model."""
+    return {weight.unit: weight.size for weight in prunable.weights(model)}
 
 
 def _kernel_shape(model, name):
-    return next(tuple(layer.kernel.shape) for layer in kernel_layers(model) if layer.name == name)
+    return next(weight.shape for weight in prunable.weights(model) if weight.unit == name)
 
 
 def kernel_weight_count(model):
-    """Number of prunable kernel weights: what the paper counts as the network's weights."""
+    """Number of prunable weights: what the paper counts as the network's weights."""
     return sum(kernel_sizes(model).values())
 
 
@@ -184,7 +141,7 @@ def prunable_layers(model, pruning):
     """
     kinds = layer_kinds(model)
     if not kinds:
-        raise ModelError(f"the model has no layer that can be pruned: add layers of type {_TYPE_NAMES}")
+        raise ModelError(f"the model has no layer that can be pruned: add layers of type {prunable.type_names()}")
     listing = ", ".join(kinds)
 
     def matching(key, patterns):
@@ -229,13 +186,13 @@ def rates_by_layer(model, pruning):
 
 
 def _other_kernel_layers(model):
-    """Layers with a kernel-like weight that are not pruned by type (they always stay dense)."""
+    """Layers with a kernel-like weight none of which is pruned by type (they always stay dense)."""
+    pruned = {id(weight.layer) for weight in prunable.weights(model)}
     others = []
-    for layer in model.layers:
-        layer = _base(layer)
-        if is_kernel_layer(layer) or isinstance(layer, keras.layers.InputLayer):
+    for _, layer, own in prunable.walk(model):
+        if id(layer) in pruned or isinstance(layer, keras.layers.InputLayer):
             continue
-        if any("kernel" in w.name.split("/")[-1] or "embeddings" in w.name for w in layer.weights):
+        if any("kernel" in w.name.split("/")[-1] or "embeddings" in w.name for w in own):
             others.append(layer)
     return others
 
@@ -252,7 +209,7 @@ def describe_pruning(model, rates_by_layer, structure=None):
     others = _other_kernel_layers(model)
     pruned = sum(sizes[name] for name in rates_by_layer)
     lines = [
-        f"prunes {len(rates_by_layer)} of {len(kinds)} prunable layers "
+        f"prunes {len(rates_by_layer)} of {len(kinds)} prunable {'layers' if all('/' not in k for k in kinds) else 'weights'} "
         f"({pruned:,} of {sum(sizes.values()):,} kernel weights):"
     ]
     width = max([len(name) for name in kinds] + [len(layer.name) for layer in others])
@@ -261,11 +218,11 @@ def describe_pruning(model, rates_by_layer, structure=None):
         what = f"{100 * rate:g}% per round" if rate is not None else "stays dense"
         if rate is not None and blocks.block_shape(structure):
             what += " " + blocks.describe_layer(_kernel_shape(model, name), rate, structure)
-        lines.append(f"  {name:<{width}}  {kind:<8}  {sizes[name]:>11,} weights  {what}")
+        lines.append(f"  {name:<{width}}  {kind:<9}  {sizes[name]:>11,} weights  {what}")
     for layer in others:
         lines.append(
-            f"  {layer.name:<{width}}  {'-':<8}  {'':>11}          stays dense "
-            f"({type(layer).__name__} is not a type keras-lottery prunes: {_TYPE_NAMES})"
+            f"  {layer.name:<{width}}  {'-':<9}  {'':>11}          stays dense "
+            f"({type(layer).__name__} is not a type keras-lottery prunes: {prunable.type_names()})"
         )
     return lines
 

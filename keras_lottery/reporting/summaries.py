@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lottery.backend import tf
+from keras_lottery.pruning import units
 from keras_lottery.rundir import layout
 
 
@@ -105,8 +106,8 @@ def write_weights(run_dir, recipe=None):
             with writer.as_default():
                 for layer, mask in masks.items():
                     kept = mask.astype(bool)
-                    tf.summary.histogram(f"weights_at_init/{layer}", start[f"{layer}/kernel"][kept], step=round_index)
-                    tf.summary.histogram(f"weights_trained/{layer}", trained[f"{layer}/kernel"][kept], step=round_index)
+                    tf.summary.histogram(f"weights_at_init/{layer}", start[units.weight_key(layer, start)][kept], step=round_index)
+                    tf.summary.histogram(f"weights_trained/{layer}", trained[units.weight_key(layer, trained)][kept], step=round_index)
         if writer is not None:
             writer.close()
 

@@ -1,4 +1,5 @@
-"""Hardening that holds on every Keras (issue 22): a model nested as a layer, a custom layer
+"""Hardening that holds on every Keras (issue 22): a model nested as a layer (looked into since
+issue 20), a custom layer
 whose weights have no names, mixed precision and integer ids are one line or work, never a
 traceback (see tests/flavoured/__init__.py for how these run on each Keras)."""
 
@@ -26,21 +27,23 @@ def nested_functional():
 
 
 def nested_sequential():
-    inner = keras.Sequential([keras.Input((4,)), keras.layers.LayerNormalization()], name="norm_block")
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.LayerNormalization(name="layer_normalization")],
+                             name="norm_block")
     inputs = keras.Input((4,))
     return keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
 
 
-@pytest.mark.parametrize("function, message", [
-    (nested_functional, r"^layer 'block' is a model inside the model holding prunable layers \(inner_dense\), which "
-                        r"keras-lottery cannot prune: build one flat model"),
-    (nested_sequential, r"^layer 'norm_block' is a model inside the model \(Sequential with 2 weights\), which "
-                        r"keras-lottery cannot train and save yet: build one flat model"),
-])
-def test_a_model_used_as_a_layer_is_refused_in_one_line(function, message):
-    with pytest.raises(ModelError, match=message) as err:
-        models.source(function, (4,), 2).build(0)
-    assert "\n" not in str(err.value)
+def test_a_model_used_as_a_layer_is_looked_into():
+    plain = models.source(nested_functional, (4,), 2).build(0)
+    kinds = models.layer_kinds(plain)
+    assert list(kinds.items())[0] == ("block/inner_dense/kernel", "dense")  # found inside, pruned as dense
+    assert list(kinds.values())[1:] == ["output"]
+    wrapped = masking.wrap(plain, kinds)
+    assert sorted(masking.get_masks(wrapped)) == sorted(kinds)
+    # a nested model without prunable layers trains and saves: its weights keyed by their path
+    weights = masking.get_weights(models.source(nested_sequential, (4,), 2).build(0))
+    assert [key for key in weights if key.startswith("norm_block/")] == [
+        "norm_block/layer_normalization/gamma", "norm_block/layer_normalization/beta"]
 
 
 # ---- a custom layer whose weights have no names ----------------------------------------------------
