@@ -99,3 +99,26 @@ def mnist_npz():
     if not MNIST.is_file():
         pytest.skip(f"real MNIST not found at {MNIST} (set KERAS_LOTTERY_MNIST)")
     return MNIST
+
+
+def assert_survivors_start_from_theta0(recipe, run_dir, model, data, trial=0, round_index=1):
+    """The ticket of ``round_index`` starts from θ0 bit for bit: the rewind callback sets every
+    weight to its θ0 value, times its mask where the weight is pruned (``model`` and ``data`` are
+    what the run was given through the Python API)."""
+    from keras_lottery import lottery, masking
+    from keras_lottery.lottery.callbacks import Rewind
+    from keras_lottery.pruning import units
+    from keras_lottery.rundir import layout, storage
+
+    experiment = lottery.experiment.build(recipe, log=lambda _: None, model=model, data_source=data, announce=False)
+    experiment.run_dir = run_dir
+    theta0 = storage.load_arrays(layout.init_weights(run_dir, trial))
+    plan = experiment.round(trial, round_index).plan("ticket")
+    rewind = Rewind(weights=plan.weights, masks=plan.masks)
+    rewind.set_model(experiment.model)
+    rewind.on_train_begin()
+    weights = masking.get_weights(experiment.model)
+    assert weights.keys() == theta0.keys()
+    pruned = {units.weight_key(unit, theta0): unit for unit in plan.masks}
+    for key, value in theta0.items():
+        assert np.array_equal(weights[key], value * plan.masks[pruned[key]] if key in pruned else value), key

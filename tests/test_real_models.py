@@ -20,10 +20,9 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from conftest import ROOT
+from conftest import ROOT, assert_survivors_start_from_theta0
 from keras_lottery import backend, export, masking, models
 from keras_lottery.backend import keras
-from keras_lottery.lottery.callbacks import Rewind
 from keras_lottery.pruning import units
 from keras_lottery.rundir import layout, storage
 
@@ -100,22 +99,7 @@ def prune_twice(function, shape, tmp_path):
             kept = max(1, int(np.floor(mask.size * (1 - rates[kinds[unit]]) ** round_index + 0.5)))
             assert int(mask.sum()) == kept, (round_index, unit)
             assert np.all(final[units.weight_key(unit, final)][mask == 0] == 0.0), unit
-    # round 1 starts from θ0, survivors bit for bit
-    from keras_lottery import lottery
-
-    experiment = lottery.experiment.build(result.recipe, log=lambda _: None, model=function, data_source=data,
-                                          announce=False)
-    experiment.run_dir = result.run_dir
-    theta0 = storage.load_arrays(layout.init_weights(result.run_dir, 0))
-    plan = experiment.round(0, 1).plan("ticket")
-    rewind = Rewind(weights=plan.weights, masks=plan.masks)
-    rewind.set_model(experiment.model)
-    rewind.on_train_begin()
-    weights = masking.get_weights(experiment.model)
-    pruned = {units.weight_key(unit, theta0): unit for unit in plan.masks}
-    assert weights.keys() == theta0.keys()
-    for key, value in theta0.items():
-        assert np.array_equal(weights[key], value * plan.masks[pruned[key]] if key in pruned else value), key
+    assert_survivors_start_from_theta0(result.recipe, result.run_dir, function, data)  # round 1
     # exported, reloaded from disk
     if backend.LEGACY and function is convnext_tiny:
         # tf_keras cannot rebuild ConvNeXt from its own JSON (model_from_json(m.to_json()) fails on the

@@ -12,10 +12,10 @@ bit, and the exported ticket reloads with the run's weights and predictions.
 import numpy as np
 import pytest
 
+from conftest import assert_survivors_start_from_theta0
 import keras_lottery as kl
 from keras_lottery import backend, masking, models
 from keras_lottery.backend import keras
-from keras_lottery.lottery.callbacks import Rewind
 from keras_lottery.models.errors import ModelError
 from keras_lottery.pruning import units
 from keras_lottery.rundir import layout, storage
@@ -132,22 +132,7 @@ def test_every_type_is_pruned_as_scheduled_and_stays_zero(types_run):
 
 
 def test_survivors_of_every_type_start_from_theta0_bit_for_bit(types_run):
-    from keras_lottery import lottery
-
-    experiment = lottery.experiment.build(types_run.recipe, log=lambda _: None, model=every_type,
-                                          data_source=token_arrays(), announce=False)
-    experiment.run_dir = types_run.run_dir
-    theta0 = storage.load_arrays(layout.init_weights(types_run.run_dir, 0))
-    plan = experiment.round(0, 1).plan("ticket")
-    rewind = Rewind(weights=plan.weights, masks=plan.masks)
-    rewind.set_model(experiment.model)
-    rewind.on_train_begin()
-    weights = masking.get_weights(experiment.model)
-    assert weights.keys() == theta0.keys()
-    pruned = {units.weight_key(unit, theta0): unit for unit in plan.masks}
-    for key, value in theta0.items():
-        wanted = value * plan.masks[pruned[key]] if key in pruned else value
-        assert np.array_equal(weights[key], wanted), key
+    assert_survivors_start_from_theta0(types_run.recipe, types_run.run_dir, every_type, token_arrays())
 
 
 def test_the_exported_ticket_reloads_with_the_run_weights(types_run, tmp_path):
