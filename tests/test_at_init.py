@@ -162,7 +162,11 @@ def test_a_tiny_at_init_run_trains_each_level_from_theta0_with_the_ablations(tmp
     from keras_lottery import lottery
 
     recipe = recipes.parse(merge(AT_INIT, {"controls": ["random_prune", "inverted"]}))  # reinit: no new path
-    run_dir, rows = lottery.run(recipe, tmp_path / "run", log=lambda _: None)
+    lines = []
+    run_dir, rows = lottery.run(recipe, tmp_path / "run", log=lines.append)
+    said = "\n".join(map(str, lines))
+    assert "pruned to each level" in said and "% per round" not in said, said  # the levels, not a rate
+    assert "pruning at initialization: each round's mask chosen at θ0 by snip" in said, said
     assert [(r["round"], r["variant"]) for r in rows] == [(0, "ticket")] + [
         (r, v) for r in (1, 2) for v in ("ticket", "random_prune", "inverted")]
     theta0 = storage.load_arrays(layout.init_weights(run_dir, 0))

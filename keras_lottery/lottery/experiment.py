@@ -171,7 +171,8 @@ class Experiment:
 
     def describe(self):
         """Lines saying which layers are pruned at which rate."""
-        lines = models.describe_pruning(self.plain, self.rates, self.recipe.pruning.structure)
+        by_target = rounds.at_init(self.recipe) and self.recipe.pruning.target_weights is not None
+        lines = models.describe_pruning(self.plain, self.rates, self.recipe.pruning.structure, levels=by_target)
         if rounds.at_init(self.recipe):
             config = self.recipe.pruning
             target = config.target_weights

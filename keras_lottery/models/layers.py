@@ -197,9 +197,10 @@ def _other_kernel_layers(model):
     return others
 
 
-def describe_pruning(model, rates_by_layer, structure=None):
+def describe_pruning(model, rates_by_layer, structure=None, levels=False):
     """Lines saying which layers a run prunes at which rate and which kernel layers stay dense
-    (and, with a block ``structure``, in how many blocks and at which real rate)."""
+    (and, with a block ``structure``, in how many blocks and at which real rate). ``levels``:
+    the rates do not apply per round, the run's levels of sparsity do (said by the caller)."""
     from keras_lottery.pruning import blocks
 
     kinds, sizes = layer_kinds(model), kernel_sizes(model)
@@ -215,7 +216,7 @@ def describe_pruning(model, rates_by_layer, structure=None):
     width = max([len(name) for name in kinds] + [len(layer.name) for layer in others])
     for name, kind in kinds.items():
         rate = rates_by_layer.get(name)
-        what = f"{100 * rate:g}% per round" if rate is not None else "stays dense"
+        what = "stays dense" if rate is None else "pruned to each level" if levels else f"{100 * rate:g}% per round"
         if rate is not None and blocks.block_shape(structure):
             what += " " + blocks.describe_layer(_kernel_shape(model, name), rate, structure)
         lines.append(f"  {name:<{width}}  {kind:<9}  {sizes[name]:>11,} weights  {what}")
