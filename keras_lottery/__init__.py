@@ -22,6 +22,7 @@ _LAZY = {
     "load_recipe": ("keras_lottery.api", "load_recipe"),
     "run": ("keras_lottery.api", "run"),
     "Result": ("keras_lottery.api", "Result"),
+    "export_ticket": ("keras_lottery.api", "export_ticket"),
     "Recipe": ("keras_lottery.config.recipe", "Recipe"),
     "RecipeError": ("keras_lottery.config.recipe", "RecipeError"),
     "DataError": ("keras_lottery.data.sources", "DataError"),

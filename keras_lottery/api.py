@@ -67,12 +67,15 @@ def _override_json(key, value):
 
 @dataclass
 class Result:
-    """A finished (or partly failed) run: its directory and results rows."""
+    """A finished (or partly failed) run: its directory and results rows; ``model``, the
+    function given to :func:`run`, builds the model where Keras cannot rebuild the saved
+    architecture on export."""
 
     run_dir: Path
     rows: list
     recipe: Recipe
     report: Path = None
+    model: object = None
 
     def table(self):
         """The table ``keras-lottery run`` prints: per round, each variant's early stop."""
@@ -82,9 +85,17 @@ class Result:
 
     def export(self, round_index, out, trial=0, variant=variants.TICKET, weights="trained"):
         """Write one trial/round/variant as a SavedModel, and model.keras on Keras 3 (see ``keras-lottery export``)."""
-        from keras_lottery import export
+        return export_ticket(self.run_dir, round_index, out, trial, variant, weights, model=self.model)
 
-        return export.export(self.run_dir, round_index, out, trial, variant, weights)
+
+def export_ticket(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights="trained", model=None,
+                  force=False):
+    """Write one trial/round/variant of the run in ``run_dir`` as ``keras-lottery export`` does;
+    return the Keras model. ``model``: the function the run's model was built with, used where
+    Keras cannot rebuild the architecture the run saved (a tf_keras ConvNeXt, for one)."""
+    from keras_lottery import export
+
+    return export.export(Path(run_dir), round_index, out, trial, variant, weights, force=force, model=model)
 
 
 def _with_user_parts(recipe, model, data):
@@ -188,7 +199,7 @@ def run(recipe, model=None, data=None, out=None, log=print, report=True, workers
     recorded = _with_user_parts(recipe, model, data)
     run_dir, rows = lottery.run(recorded, out, log=log, model=model, data_source=data, workers_count=workers,
                                 devices=None if devices is None else [str(d) for d in devices])
-    result = Result(run_dir=Path(run_dir), rows=rows, recipe=recorded)
+    result = Result(run_dir=Path(run_dir), rows=rows, recipe=recorded, model=model)
     if report and rows:
         from keras_lottery.reporting import report as reporting
 

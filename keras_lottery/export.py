@@ -25,12 +25,15 @@ class ExportError(UsageError):
     """A run, round or variant that cannot be exported."""
 
 
-def build(run_dir, recipe, seed=0):
+def build(run_dir, recipe, seed=0, model=None):
     """The run's model, unwrapped, with initial weights fixed by ``seed``.
 
     The package's models are built from the recipe; a model of the user's own from the
     architecture the run saved in ``model.json``: the function a recipe names is never
-    called here (export, report and analyses never run the code a recipe names).
+    called here (export, report and analyses never run the code a recipe names). Where
+    Keras cannot rebuild that architecture (tf_keras and ConvNeXt, for one), ``model``, the
+    function a Python caller built the run's model with (:meth:`keras_lottery.Result.export`
+    passes the one given to ``keras_lottery.run``), builds it instead.
     """
     from keras_lottery.backend import keras
 
@@ -52,9 +55,12 @@ def build(run_dir, recipe, seed=0):
     try:
         return keras.models.model_from_json(json.dumps(saved["architecture"]))
     except (ValueError, TypeError, KeyError) as err:
+        if callable(model):
+            return models.source(model, saved["input_shape"], saved["num_classes"]).build(seed)
         raise ExportError(
-            f"cannot rebuild the model saved in {layout.model_file(run_dir)} ({err}); "
-            "export it from Python with the function that built it"
+            f"cannot rebuild the model saved in {layout.model_file(run_dir)} ({str(err).splitlines()[0]:.200}); "
+            "export it from Python with the function that built it: "
+            "keras_lottery.export_ticket(run_dir, round, out, model=build_model)"
         ) from None
 
 
@@ -246,12 +252,14 @@ def save(model, out, input_shape=None):
     model.save(str(Path(out) / KERAS_FILE))
 
 
-def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights="trained", force=False):
+def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights="trained", force=False,
+           model=None):
     """Write one trial/round/variant to ``out`` (see :func:`written`); return the Keras model.
 
-    ``out`` must be outside the run directory and empty or new, unless ``force``."""
+    ``out`` must be outside the run directory and empty or new, unless ``force``. ``model``:
+    see :func:`build`."""
     check_out(run_dir, out, force)
-    model = ticket_model(run_dir, round_index, trial, variant, weights)
+    model = ticket_model(run_dir, round_index, trial, variant, weights, model=model)
     if force:
         clear_earlier_export(out)
     saved = integrity.read_json(layout.model_file(run_dir))
@@ -259,10 +267,11 @@ def export(run_dir, round_index, out, trial=0, variant=variants.TICKET, weights=
     return model
 
 
-def ticket_model(run_dir, round_index, trial=0, variant=variants.TICKET, weights="trained"):
-    """The Keras model of one trial/round/variant (see :func:`ticket_weights`), unwrapped."""
+def ticket_model(run_dir, round_index, trial=0, variant=variants.TICKET, weights="trained", model=None):
+    """The Keras model of one trial/round/variant (see :func:`ticket_weights`), unwrapped
+    (``model``: see :func:`build`)."""
     recipe, values = ticket_weights(run_dir, round_index, trial, variant, weights)
-    model = build(run_dir, recipe)
+    model = build(run_dir, recipe, model=model)
     shapes = {name: tuple(value.shape) for name, value in masking.get_weights(model).items()}
     wrong = [name for name, value in values.items() if name in shapes and tuple(value.shape) != shapes[name]]
     if wrong:

@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import shutil
 import sys
 
 import numpy as np
@@ -188,3 +189,27 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(example.group(1), "README.md", "exec"), namespace)
     result = namespace["result"]
     assert len(result.rows) >= 3 and (tmp_path / "runs" / "mine" / "results.csv").is_file()
+
+
+def test_a_ticket_whose_saved_architecture_cannot_be_rebuilt_exports_with_the_models_function(api_run, tmp_path):
+    """Where Keras cannot rebuild the architecture model.json holds (tf_keras and ConvNeXt),
+    ``keras-lottery export`` says so in one line and how to export from Python, and
+    ``Result.export`` / ``kl.export_ticket`` build the model with the function instead."""
+    from keras_lottery import export
+    from keras_lottery.rundir import integrity
+
+    _, result, _ = api_run
+    run_dir = tmp_path / "copy"
+    shutil.copytree(result.run_dir, run_dir)
+    saved = integrity.read_json(layout.model_file(run_dir))
+    saved["architecture"]["config"]["layers"][1]["class_name"] = "NoSuchLayer"
+    storage.write_json(layout.model_file(run_dir), saved)
+    with pytest.raises(export.ExportError, match=r"cannot rebuild the model saved in .*export_ticket\(") as err:
+        export.export(run_dir, 2, tmp_path / "refused")
+    assert "\n" not in str(err.value) and not (tmp_path / "refused").exists()
+    model = kl.export_ticket(run_dir, 2, tmp_path / "ticket", model=small_cnn)
+    again = kl.Result(run_dir, [], result.recipe, model=small_cnn).export(2, tmp_path / "again")
+    weights = storage.load_arrays(layout.final(run_dir, 0, 2, "ticket"))
+    for exported in (model, again):
+        assert np.array_equal(exported.get_layer("hidden").kernel.numpy(), weights["hidden/kernel"])
+    assert (tmp_path / "ticket" / "saved_model.pb").is_file()

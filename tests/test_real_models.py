@@ -103,11 +103,11 @@ def prune_twice(function, shape, tmp_path):
     # exported, reloaded from disk
     if backend.LEGACY and function is convnext_tiny:
         # tf_keras cannot rebuild ConvNeXt from its own JSON (model_from_json(m.to_json()) fails on the
-        # plain model too), which export reads: it says so in one line.
+        # plain model too), which `keras-lottery export` reads: it says so in one line; the Result
+        # exports with the model's function instead.
         with pytest.raises(export.ExportError, match=r"cannot rebuild the model saved in .*model.json") as err:
-            result.export(1, tmp_path / "ticket")
+            export.export(result.run_dir, 1, tmp_path / "refused")
         assert "\n" not in str(err.value)
-        return summary_line(model, started)
     exported = result.export(1, tmp_path / "ticket")
     final = storage.load_arrays(layout.final(result.run_dir, 0, 1, "ticket"))
     again = reload(tmp_path / "ticket")
