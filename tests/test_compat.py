@@ -82,3 +82,24 @@ def test_another_recipe_is_refused_in_an_old_run_directory(old_runs):
     with pytest.raises(lottery.RunDirError, match="different recipe"):
         lottery.run(other, old_runs, log=lambda _: None)
     assert sorted(p.name for p in old_runs.iterdir()) == before
+
+
+def test_a_run_pruned_by_another_rule_is_refused_and_left_as_it_was(tmp_path):
+    """A run whose masks prune other weights than this version would for its model (0.3 left
+    the layers inside a custom layer dense) is not continued by the new rule: one line, and
+    its files are left as they were."""
+    from conftest import TINY, merge
+    from keras_lottery import lottery
+    from keras_lottery.errors import UsageError
+
+    recipe = recipes.parse(merge(TINY, {"pruning": {"rounds": 2}, "controls": [], "training": {"iterations": 20}}))
+    run_dir, _ = lottery.run(recipe, tmp_path / "run", log=lambda _: None)
+    dropped = sorted(storage.load_arrays(layout.mask(run_dir, 0, 1, "ticket")))[0]
+    for round_index in (0, 1):  # the masks as a rule that left `dropped` dense would have saved them
+        path = layout.mask(run_dir, 0, round_index, "ticket")
+        storage.save_arrays(path, {unit: m for unit, m in storage.load_arrays(path).items() if unit != dropped})
+    before = {path: path.read_bytes() for path in run_dir.glob("trial_*/**/*") if path.is_file()}
+    with pytest.raises(UsageError, match=rf"pruned by another rule .*it would also prune {dropped}.*new --out") as err:
+        lottery.run(recipe, run_dir, log=lambda _: None)
+    assert "\n" not in str(err.value)
+    assert {path: path.read_bytes() for path in run_dir.glob("trial_*/**/*") if path.is_file()} == before

@@ -372,6 +372,7 @@ def _run(recipe, out, display, model, data_source, root, workers_count, devices,
     run_dir = run_dir_for(recipe, wanted["data"], wanted.get("model"), out, root, wanted.get("backend"))
     run_dir = distribute.work_dir(run_dir, experiment.strategy)  # non-chief workers: scratch
     claim_run_dir(recipe, run_dir, wanted, splits.source)
+    _check_same_units(run_dir, experiment)
     with locking.hold(run_dir, shared=True):  # workers share it; an analysis waits
         with claims.shared_lock(run_dir):
             storage.write_json(layout.identity_file(run_dir), {
@@ -414,6 +415,31 @@ def _run(recipe, out, display, model, data_source, root, workers_count, devices,
             claims.clear_stale(run_dir)
         rows = results.collect(run_dir, recipe)
     return run_dir, rows
+
+
+def _check_same_units(run_dir, experiment):
+    """Refuse to continue a run whose saved masks prune other weights than this version would
+    (keras-lottery 0.3 left the layers inside a custom layer dense; they are pruned now): the
+    run stays readable (report, export), but its rounds cannot be continued by a rule that
+    differs from the one that pruned them."""
+    saved = next((path for path in sorted(Path(run_dir).glob(f"trial_*/round_*/*/{layout.MASK}"))), None)
+    if saved is None:
+        return
+    try:
+        found = set(storage.load_arrays(saved))
+    except Exception:  # a damaged mask is redone by integrity.repair, not judged here
+        return
+    wanted = set(experiment.rates)
+    if found != wanted:
+        more, fewer = sorted(wanted - found), sorted(found - wanted)
+        what = "; ".join(part for part in (
+            f"it would also prune {', '.join(more[:3])}{', ...' if len(more) > 3 else ''}" if more else "",
+            f"it would not prune {', '.join(fewer[:3])}{', ...' if len(fewer) > 3 else ''}" if fewer else "") if part)
+        raise UsageError(
+            f"{run_dir} was pruned by another rule than this keras-lottery ({__version__}) uses for this model "
+            f"({what}); its results stay readable (report, export): continue it with the version that made it, "
+            "or run into a new --out"
+        )
 
 
 def join(run_dir, name=None, data_path=None, until_finished=False, log=print):
