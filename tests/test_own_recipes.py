@@ -41,7 +41,7 @@ def test_a_recipe_names_a_module_function_whose_extra_keys_are_its_arguments(tmp
     assert masks["features"].shape == (3, 3, 1, 4)  # width=4 reached the function
     saved = storage.read_json(layout.recipe_file(tmp_path / "run"))
     assert saved["model"] == {"name": "my_models:build_cnn", "initializer": "glorot_normal", "dropout": 0.0,
-                              "hidden": None, "options": {"width": 4}}
+                              "hidden": None, "options": {"width": 4}, "vocabulary_size": None}
     # the run directory's own recipe resumes it: nothing is trained again
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").glob(f"{layout.TRIAL_GLOB}/*/*/{layout.SUMMARY}")}
     again = CliRunner().invoke(main, ["run", str(tmp_path / "run" / layout.RECIPE), "--out", "run", *SHORT])
