@@ -106,11 +106,14 @@ def test_a_weight_tied_into_two_places_is_refused():
         models.layer_kinds(model)
 
 
+CONTROLS = ["random_reinit", "random_prune", "reshuffle", "signed_constant", "inverted"]
+
+
 @pytest.fixture(scope="module")
 def types_run(tmp_path_factory):
     recipe = kl.load_recipe("quickstart_digits", overrides={
         "keras": backend.FLAVOUR, "training.iterations": 20, "training.eval_every": 10, "training.batch_size": 20,
-        "pruning.rounds": 2, "controls": [], "pruning.rates": RATES, "dataset.validation_size": 40})
+        "pruning.rounds": 2, "controls": CONTROLS, "pruning.rates": RATES, "dataset.validation_size": 40})
     result = kl.run(recipe, model=every_type, data=token_arrays(), out=tmp_path_factory.mktemp("types") / "run",
                     log=lambda _: None, report=False)
     return result
@@ -119,7 +122,7 @@ def types_run(tmp_path_factory):
 def test_every_type_is_pruned_as_scheduled_and_stays_zero(types_run):
     model = every_type()
     kinds = models.layer_kinds(model)
-    assert [row["status"] for row in types_run.rows] == ["ok", "ok"]
+    assert [(row["round"], row["status"]) for row in types_run.rows if row["variant"] == "ticket"] == [(0, "ok"), (1, "ok")]
     for round_index in (0, 1):
         masks = storage.load_arrays(layout.mask(types_run.run_dir, 0, round_index, "ticket"))
         final = storage.load_arrays(layout.final(types_run.run_dir, 0, round_index, "ticket"))
@@ -129,6 +132,22 @@ def test_every_type_is_pruned_as_scheduled_and_stays_zero(types_run):
             assert int(mask.sum()) == kept, (round_index, unit)
             weight = final[units.weight_key(unit, final)]
             assert weight.shape == mask.shape and np.all(weight[mask == 0] == 0.0), unit
+
+
+def test_every_control_masks_every_type_per_weight(types_run):
+    """Each control of round 1 holds the ticket's count in every pruned weight, its masked
+    weights exactly zero, on every layer type (random_reinit shares the ticket's mask)."""
+    assert [row["status"] for row in types_run.rows] == ["ok"] * (2 + len(CONTROLS))
+    ticket = storage.load_arrays(layout.mask(types_run.run_dir, 0, 1, "ticket"))
+    for control in CONTROLS:
+        masks = storage.load_arrays(layout.mask(types_run.run_dir, 0, 1, control))
+        final = storage.load_arrays(layout.final(types_run.run_dir, 0, 1, control))
+        assert sorted(masks) == sorted(ticket), control
+        for unit, mask in masks.items():
+            assert int(mask.sum()) == int(ticket[unit].sum()), (control, unit)
+            assert np.all(final[units.weight_key(unit, final)][mask == 0] == 0.0), (control, unit)
+    assert all(np.array_equal(m, ticket[u])
+               for u, m in storage.load_arrays(layout.mask(types_run.run_dir, 0, 1, "random_reinit")).items())
 
 
 def test_survivors_of_every_type_start_from_theta0_bit_for_bit(types_run):
