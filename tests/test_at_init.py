@@ -199,6 +199,7 @@ def test_a_tiny_at_init_run_trains_each_level_from_theta0_with_the_ablations(tmp
     table = text[text.index("| method | % weights | ticket | layer shuffle | reinit | inverted |"):].splitlines()
     assert table[2].startswith("| snip | ") and table[3].startswith("| snip | ") and " - |" in table[2]
     assert (tmp_path / "report" / report.AT_INIT_FIGURE).is_file()
+    assert "at_init global pruning (to 40%, 10% of the weights)" in text and "% per round" not in text
     summary = storage.read_json(layout.summary(run_dir, 0, 2, "ticket"))
     assert summary["weights_remaining"] == pytest.approx(100 * _densities(two) * sum(
         m.size for m in two.values()) / sum(theta0[k].size for k in theta0 if k.endswith("/kernel")), abs=0.01)

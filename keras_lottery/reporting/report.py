@@ -251,10 +251,16 @@ def _describe(recipe):
     if not recipe:
         return ""
     pruning, training = recipe.get("pruning", {}), recipe.get("training", {})
-    rates = ", ".join(f"{k} {v:.0%}" for k, v in pruning.get("rates", {}).items())
+    target = pruning.get("target_weights")
+    if target is None:
+        rates = ", ".join(f"{k} {v:.0%}" for k, v in pruning.get("rates", {}).items()) + " per round"
+    elif isinstance(target, (int, float)):
+        rates = f"to {100 * target:g}% of the weights by the last round"
+    else:
+        rates = "to " + ", ".join(f"{100 * t:g}%" for t in target) + " of the weights"
     return (
         f"Recipe {recipe.get('name')}: {recipe.get('model', {}).get('name')} on {recipe.get('dataset', {}).get('name')}; "
-        f"{pruning.get('method')} {pruning.get('scope')} pruning ({rates} per round), "
+        f"{pruning.get('method')} {pruning.get('scope')} pruning ({rates}), "
         f"{training.get('optimizer')} lr {training.get('learning_rate')}, "
         f"{training.get('iterations')} iterations per round, rewind to iteration "
         f"{recipe.get('rewind', {}).get('iteration', 0)}, {recipe.get('trials', 1)} trial(s)"
