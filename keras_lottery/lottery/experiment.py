@@ -173,6 +173,10 @@ class Experiment:
         """Lines saying which layers are pruned at which rate."""
         by_target = rounds.at_init(self.recipe) and self.recipe.pruning.target_weights is not None
         lines = models.describe_pruning(self.plain, self.rates, self.recipe.pruning.structure, levels=by_target)
+        for same in models.identical_weights(self.plain):
+            lines.append(f"note: {', '.join(same)} start from identical weights (one seeded initializer shared "
+                         "between them; MultiHeadAttention copies its kernel_initializer to query, key and value): "
+                         "give each an unseeded initializer, keras-lottery seeds it")
         if rounds.at_init(self.recipe):
             config = self.recipe.pruning
             target = config.target_weights

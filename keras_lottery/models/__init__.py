@@ -200,7 +200,7 @@ def a_or_an(word):
 
 _LAYERS = ("build", "kernel_layers", "kernel_sizes", "kernel_weight_count", "layer_kinds",
            "seeded_initializers", "is_kernel_layer", "prunable_layers", "rates_by_layer",
-           "describe_pruning")
+           "describe_pruning", "identical_weights")
 _SOURCE = ("source", "ModelSource")
 
 

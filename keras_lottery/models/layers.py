@@ -112,6 +112,22 @@ def layer_kinds(model):
     return {weight.unit: weight.kind for weight in prunable.weights(model)}
 
 
+def identical_weights(model):
+    """Groups of prunable weights (their units) that hold the same values, other than a constant.
+
+    Two layers start so when they share one seeded initializer: Keras 3 draws the same values
+    from it on every call, and its ``MultiHeadAttention`` clones a seeded ``kernel_initializer``
+    for the query, key and value projections. Their magnitudes rank alike, so their masks do too.
+    """
+    groups = {}
+    for weight in prunable.weights(model):
+        value = np.array(weight.variable.numpy())
+        if value.size > 1 and np.any(value != value.flat[0]):
+            key = (value.shape, value.dtype.str, value.tobytes())
+            groups.setdefault(key, []).append(weight.unit)
+    return [units for units in groups.values() if len(units) > 1]
+
+
 def kernel_sizes(model):
     """``{unit: number of weights}`` for the prunable weights of a model."""
     return {weight.unit: weight.size for weight in prunable.weights(model)}

@@ -106,6 +106,29 @@ def test_a_weight_tied_into_two_places_is_refused():
         models.layer_kinds(model)
 
 
+def test_weights_that_start_identical_are_named_when_the_run_starts(tmp_path):
+    def one_seeded_initializer(seed=0):  # seeded from `seed`, as keras-lottery asks, but shared
+        init = keras.initializers.GlorotUniform(seed=seed)
+        ids = keras.Input((LENGTH,), dtype="int32")
+        x = keras.layers.Embedding(TOKENS, 8, name="emb")(ids)
+        x = keras.layers.Flatten()(keras.layers.MultiHeadAttention(2, 4, kernel_initializer=init, name="mha")(x, x))
+        a = keras.layers.Dense(6, kernel_initializer=init, name="a")(x)
+        b = keras.layers.Dense(6, kernel_initializer=init, name="b")(x)
+        return keras.Model(ids, keras.layers.Dense(CLASSES, name="out")(keras.layers.Concatenate()([a, b])))
+
+    assert models.identical_weights(every_type()) == []
+    same = [["mha/query/kernel", "mha/key/kernel", "mha/value/kernel"], ["a", "b"]]
+    assert models.identical_weights(one_seeded_initializer()) == same
+    recipe = kl.load_recipe("quickstart_digits", overrides={
+        "keras": backend.FLAVOUR, "training.iterations": 10, "training.eval_every": 10, "pruning.rounds": 1,
+        "controls": [], "dataset.validation_size": 40})
+    lines = []
+    kl.run(recipe, model=one_seeded_initializer, data=token_arrays(), out=tmp_path / "run", log=lines.append,
+           report=False)
+    notes = [str(line) for line in lines if "start from identical weights" in str(line)]
+    assert [note.split(" start from")[0] for note in notes] == ["note: " + ", ".join(units_) for units_ in same]
+
+
 CONTROLS = ["random_reinit", "random_prune", "reshuffle", "signed_constant", "inverted"]
 
 
