@@ -115,9 +115,10 @@ def layer_kinds(model):
 def identical_weights(model):
     """Groups of prunable weights (their units) that hold the same values, other than a constant.
 
-    Two layers start so when they share one seeded initializer: Keras 3 draws the same values
-    from it on every call, and its ``MultiHeadAttention`` clones a seeded ``kernel_initializer``
-    for the query, key and value projections. Their magnitudes rank alike, so their masks do too.
+    Two layers start so when they share one seeded initializer (Keras 3 and tf_keras draw the
+    same values from it on every call), and ``MultiHeadAttention`` clones a seeded
+    ``kernel_initializer`` for its query, key and value projections. A run names them in a note:
+    their weights rank alike at θ0, which no user means.
     """
     groups = {}
     for weight in prunable.weights(model):
