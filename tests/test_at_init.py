@@ -143,6 +143,13 @@ def test_defaults_keep_every_hash_and_one_target_counts_the_rounds():
     assert variants.ABLATIONS["random_prune"] == "layer shuffle"
 
 
+def test_the_levels_are_said_as_the_recipe_gives_them():
+    assert rounds.describe_levels((0.1, 0.02), 3) == "10%, 2% of the weights"
+    assert rounds.describe_levels([0.5], 2) == "50% of the weights"  # as read back from recipe.json
+    assert rounds.describe_levels(0.05, 6) == "5% of the weights in round 5, rounds between spaced geometrically"
+    assert rounds.describe_levels(None, 6).startswith("round r keeps what the rates leave")
+
+
 def test_no_level_waits_for_another():
     recipe = recipes.parse(AT_INIT)
     assert all(rounds.depends_on(recipe, r) == () for r in range(3))

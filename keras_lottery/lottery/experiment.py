@@ -179,14 +179,7 @@ class Experiment:
                          "give each an unseeded initializer, keras-lottery seeds it")
         if rounds.at_init(self.recipe):
             config = self.recipe.pruning
-            target = config.target_weights
-            if target is None:
-                levels = "round r keeps what the rates leave after r rounds"
-            elif isinstance(target, tuple):
-                levels = ", ".join(f"{100 * t:g}%" for t in target) + " of the weights"
-            else:
-                levels = (f"{100 * target:g}% of the weights in round {config.rounds - 1}, "
-                          "rounds between spaced geometrically")
+            levels = rounds.describe_levels(config.target_weights, config.rounds)
             steps = config.score_steps or criteria.steps(config.criterion)
             lines.append(f"pruning at initialization: each round's mask chosen at θ0 by {config.criterion} "
                          f"({steps} scoring step{'s' if steps > 1 else ''}, {config.scope}); levels: {levels}")

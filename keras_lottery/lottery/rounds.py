@@ -45,6 +45,17 @@ def at_init(recipe):
     return recipe.pruning.method == AT_INIT
 
 
+def describe_levels(target_weights, rounds):
+    """The levels of ``pruning.target_weights`` in words: "10%, 2% of the weights", or one
+    fraction reached in the last of ``rounds`` rounds with the rounds between spaced
+    geometrically (None: the rates applied round after round)."""
+    if target_weights is None:
+        return "round r keeps what the rates leave after r rounds"
+    if isinstance(target_weights, (list, tuple)):
+        return ", ".join(f"{100 * t:g}%" for t in target_weights) + " of the weights"
+    return f"{100 * target_weights:g}% of the weights in round {rounds - 1}, rounds between spaced geometrically"
+
+
 def derive_seed(*parts):
     """A seed (< 2**20) derived from the recipe seed and names such as trial and round."""
     ints = [p if isinstance(p, int) else zlib.crc32(str(p).encode()) for p in parts]

@@ -251,13 +251,10 @@ def _describe(recipe):
     if not recipe:
         return ""
     pruning, training = recipe.get("pruning", {}), recipe.get("training", {})
-    target = pruning.get("target_weights")
-    if target is None:
+    if pruning.get("target_weights") is None:
         rates = ", ".join(f"{k} {v:.0%}" for k, v in pruning.get("rates", {}).items()) + " per round"
-    elif isinstance(target, (int, float)):
-        rates = f"to {100 * target:g}% of the weights by the last round"
     else:
-        rates = "to " + ", ".join(f"{100 * t:g}%" for t in target) + " of the weights"
+        rates = "to " + sequence.describe_levels(pruning["target_weights"], pruning["rounds"])
     return (
         f"Recipe {recipe.get('name')}: {recipe.get('model', {}).get('name')} on {recipe.get('dataset', {}).get('name')}; "
         f"{pruning.get('method')} {pruning.get('scope')} pruning ({rates}), "
